@@ -1,0 +1,67 @@
+"""/api/v1/links and /api/v1/files/{id}/links: mint, list, read, change, revoke."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from lapse.api.deps import OwnerDep, RuntimeDep, SessionDep, public_base_url
+from lapse.api.problems import responses
+from lapse.db.base import utc_now
+from lapse.links import service as links_service
+from lapse.links.schemas import LinkCreate, LinkList, LinkRead, LinkUpdate
+from lapse.pagination import DEFAULT_LIMIT, MAX_LIMIT, encode_cursor
+
+router = APIRouter(prefix="/api/v1", tags=["links"])
+
+
+@router.post("/files/{file_id}/links", status_code=201, responses=responses(401, 404, 400, 422, 503))
+async def create_link(
+    file_id: str, data: LinkCreate, request: Request, owner: OwnerDep, session: SessionDep, runtime: RuntimeDep
+) -> LinkRead:
+    """Mint a link. Its `url` is in this answer only: the server keeps just a hash of the token."""
+    now = utc_now()
+    link, token = await links_service.create_link(
+        session, owner=owner, file_id=file_id, data=data, policy=runtime.expiry, secret=runtime.secret, now=now
+    )
+    return links_service.describe(link, now=now, url=f"{public_base_url(request, runtime)}d/{token}")
+
+
+@router.get("/links", responses=responses(400, 401, 404, 422, 503))
+async def list_links(
+    owner: OwnerDep,
+    session: SessionDep,
+    file_id: str | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+) -> LinkList:
+    links = await links_service.list_links(session, owner=owner, file_id=file_id, cursor=cursor, limit=limit)
+    page = links[:limit]
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(links) > limit else None
+    now = utc_now()
+    return LinkList(items=[links_service.describe(link, now=now) for link in page], next_cursor=next_cursor)
+
+
+@router.get("/links/{link_id}", responses=responses(401, 404, 503))
+async def read_link(link_id: str, owner: OwnerDep, session: SessionDep) -> LinkRead:
+    link = await links_service.get_link(session, owner=owner, link_id=link_id)
+    return links_service.describe(link, now=utc_now())
+
+
+@router.patch("/links/{link_id}", responses=responses(401, 404, 410, 422, 503))
+async def update_link(
+    link_id: str, data: LinkUpdate, owner: OwnerDep, session: SessionDep, runtime: RuntimeDep
+) -> LinkRead:
+    """Extend or shorten the expiry (capped at the server maximum), raise or lower the download limit."""
+    now = utc_now()
+    link = await links_service.update_link(
+        session, owner=owner, link_id=link_id, data=data, policy=runtime.expiry, now=now
+    )
+    return links_service.describe(link, now=now)
+
+
+@router.delete("/links/{link_id}", responses=responses(401, 404, 503))
+async def revoke_link(link_id: str, owner: OwnerDep, session: SessionDep) -> LinkRead:
+    """Revoke at once: the next request on the link answers 410, and grants stop working too."""
+    now = utc_now()
+    link = await links_service.revoke_link(session, owner=owner, link_id=link_id, now=now)
+    return links_service.describe(link, now=now)

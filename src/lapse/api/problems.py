@@ -1,0 +1,115 @@
+"""Errors as RFC 9457 problem+json: the one place that maps domain errors to HTTP."""
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse, Response
+
+from lapse import errors
+
+logger = logging.getLogger("lapse")
+
+PROBLEM_JSON = "application/problem+json"
+# Errors about a link must never be replayed by a cache: 404 and 410 are cacheable by default (RFC 9111).
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+class Problem(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    reason: str | None = None  # why a link is gone: expired, exhausted, revoked, file_deleted
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem(status: int, detail: str | None = None, *, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    body = Problem(title=HTTPStatus(status).phrase, status=status, detail=detail, **extra)
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers={**NO_STORE, **(headers or {})},
+    )
+
+
+def problem_for(exc: errors.LapseError) -> Response:
+    match exc:
+        case errors.NotFound():
+            return problem(404, exc.message)
+        case errors.Gone(reason=reason):
+            return problem(410, exc.message, reason=reason.value)
+        case errors.Unauthorized():
+            return problem(401, exc.message, headers={"WWW-Authenticate": 'Bearer realm="lapse"'})
+        case errors.PasswordRequired():
+            return problem(401, exc.message, headers={"WWW-Authenticate": 'Basic realm="lapse download"'})
+        case errors.Forbidden():
+            return problem(403, exc.message)
+        case errors.RateLimited(retry_after=retry_after):
+            return problem(429, exc.message, headers={"Retry-After": str(retry_after)})
+        case errors.TooLarge():
+            return problem(413, exc.message)
+        case errors.UnsupportedMedia():
+            return problem(415, exc.message)
+        case errors.InsufficientStorage(retry_after=retry_after):
+            return problem(507, exc.message, headers={"Retry-After": str(retry_after)})
+        case errors.Unavailable(retry_after=retry_after):
+            return problem(503, exc.message, headers={"Retry-After": str(retry_after)})
+        case _:
+            return problem(400, exc.message)  # InvalidInput
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries, so /docs lists every error a route can answer."""
+    return {
+        status: {"model": Problem, "description": HTTPStatus(status).phrase, "content": {PROBLEM_JSON: {}}}
+        for status in statuses
+    }
+
+
+# The database or the disk went away: fail closed with 503 (DESIGN §2.3), never a 500 with a trace.
+UNAVAILABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
+
+
+def install(app: FastAPI) -> None:
+    async def on_lapse_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, errors.LapseError)
+        return problem_for(exc)
+
+    async def on_http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return problem(exc.status_code, exc.detail if exc.status_code != 404 else None, headers=exc.headers)
+
+    async def on_validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        details = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}  # no `input`: it may hold a password
+            for e in exc.errors()
+        ]
+        return problem(422, "The request is not valid.", errors=details)
+
+    async def on_unavailable(_: Request, exc: Exception) -> Response:
+        logger.warning("backend.unavailable", extra={"error": repr(exc)})
+        return problem(503, "The service is temporarily unavailable.", headers={"Retry-After": "5"})
+
+    async def on_disconnect(_: Request, __: Exception) -> Response:
+        return problem(400, "The client went away.")
+
+    async def on_unexpected(_: Request, exc: Exception) -> Response:
+        logger.exception("request.failed", exc_info=exc)
+        return problem(500, "Something went wrong on our side.")
+
+    app.add_exception_handler(errors.LapseError, on_lapse_error)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(ClientDisconnect, on_disconnect)
+    for exc_type in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(exc_type, on_unavailable)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,50 @@
+"""The ASGI app: `create_app(settings)`; `app_from_env()` is the factory the server imports in each worker."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from lapse import __version__, sweeper
+from lapse.api import download, files, keys, links, ops, problems
+from lapse.middleware import DefaultHeadersMiddleware, ProxyHeadersMiddleware
+from lapse.runtime import open_runtime
+from lapse.settings import Settings
+
+DESCRIPTION = """Temporary download links: upload a file, mint links that stop working after a time, a number
+of downloads, or a revocation. Authenticate with `Authorization: Bearer <key>` (or `X-API-Key`). Errors are
+`application/problem+json` (RFC 9457)."""
+
+
+def create_app(settings: Settings, *, sweep: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, object]]:
+        async with open_runtime(settings) as runtime:
+            task = None
+            if sweep:
+                task = asyncio.create_task(
+                    sweeper.run_periodically(
+                        runtime.sessions, runtime.storage, interval=settings.sweep_interval, grace=settings.sweep_grace
+                    )
+                )
+            try:
+                yield {"runtime": runtime}
+            finally:
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+    app = FastAPI(title="Lapse", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    problems.install(app)
+    for module in (files, links, keys, download, ops):
+        app.include_router(module.router)
+    app.add_middleware(DefaultHeadersMiddleware)
+    app.add_middleware(ProxyHeadersMiddleware, trusted=settings.trusted_proxies)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    return create_app(Settings())

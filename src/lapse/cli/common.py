@@ -1,0 +1,51 @@
+"""What every server-side command shares: settings with one clear line on error, and running async work."""
+
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+import anyio
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from lapse.db.migrate import upgrade
+from lapse.runtime import Runtime, open_runtime
+from lapse.settings import Settings
+
+T = TypeVar("T")
+err = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]lapse:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    try:
+        settings = Settings()
+        settings.resolved_secret()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        if first["loc"]:
+            fail(f"invalid setting LAPSE_{'_'.join(str(part) for part in first['loc']).upper()}: {message}")
+        fail(f"invalid settings: {message}")
+    except (OSError, ValueError) as exc:
+        fail(f"cannot start: {exc}")
+    return settings
+
+
+def migrate(settings: Settings) -> None:
+    try:
+        upgrade(settings.database_url)
+    except Exception as exc:  # any driver's connection error: say it in one line, no traceback
+        fail(f"cannot bring the database up to date ({settings.database_url.split('@')[-1]}): {exc}")
+
+
+def run_with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
+    async def runner() -> T:
+        async with open_runtime(settings) as runtime:
+            return await work(runtime)
+
+    return anyio.run(runner)

@@ -1,0 +1,75 @@
+"""Files: upload (durable before visible), read, list, delete."""
+
+import mimetypes
+import re
+from collections.abc import AsyncIterable, Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lapse.db.models import ApiKey, File
+from lapse.errors import NotFound
+from lapse.files.repository import FileRepository
+from lapse.storage import Storage
+from lapse.text import clean_filename
+
+_MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+
+
+def normalise_content_type(declared: str | None, filename: str) -> str:
+    """A bare `type/subtype`, lower-case, or a guess from the name; anything odd becomes octet-stream.
+
+    Parameters and lists are dropped, so tricks like `image/png,text/html` (Jirafeau CVE-2025-7066) never reach
+    a response header.
+    """
+    media_type = (declared or "").split(";", 1)[0].strip().lower()
+    if media_type and media_type != "application/octet-stream" and _MEDIA_TYPE.match(media_type):
+        return media_type
+    guessed, _ = mimetypes.guess_type(filename, strict=False)
+    return guessed or "application/octet-stream"
+
+
+def _owner_scope(owner: ApiKey) -> str | None:
+    return None if owner.is_admin else owner.id
+
+
+async def upload(
+    session: AsyncSession,
+    *,
+    storage: Storage,
+    owner: ApiKey,
+    filename: str,
+    content_type: str | None,
+    chunks: AsyncIterable[bytes],
+    max_size: int,
+) -> File:
+    """Stream to storage (fsynced and renamed into place), then add the row: a crash leaves only an orphan blob."""
+    name = clean_filename(filename)
+    blob = await storage.write(chunks, max_size=max_size)
+    file = File(
+        owner_id=owner.id,
+        name=name,
+        size=blob.size,
+        sha256=blob.sha256,
+        content_type=normalise_content_type(content_type, name),
+        storage_key=blob.key,
+    )
+    return await FileRepository(session).add(file)
+
+
+async def get_file(session: AsyncSession, *, owner: ApiKey, file_id: str) -> File:
+    file = await FileRepository(session).get(file_id, owner_id=_owner_scope(owner))
+    if file is None:
+        raise NotFound("No such file.")
+    return file
+
+
+async def list_files(session: AsyncSession, *, owner: ApiKey, cursor: str | None, limit: int) -> Sequence[File]:
+    return await FileRepository(session).page(owner_id=_owner_scope(owner), cursor=cursor, limit=limit)
+
+
+async def delete_file(session: AsyncSession, *, owner: ApiKey, file_id: str) -> str:
+    """Delete the row (its links answer 410 from now on); returns the storage key, whose bytes the caller
+    removes once this transaction has committed — row first, then bytes."""
+    file = await get_file(session, owner=owner, file_id=file_id)
+    await FileRepository(session).delete(file.id)
+    return file.storage_key

@@ -1,0 +1,39 @@
+"""All SQL about API keys."""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lapse.db.models import ApiKey
+
+
+class KeyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get_active_by_hash(self, key_hash: str) -> ApiKey | None:
+        stmt = select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        return await self.session.get(ApiKey, key_id)
+
+    async def list_all(self) -> Sequence[ApiKey]:
+        return (await self.session.execute(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id))).scalars().all()
+
+    async def count(self) -> int:
+        return (await self.session.execute(select(func.count()).select_from(ApiKey))).scalar_one()
+
+    async def add(self, key: ApiKey) -> ApiKey:
+        self.session.add(key)
+        await self.session.flush()
+        return key
+
+    async def touch(self, key_id: str, now: datetime) -> None:
+        await self.session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+
+    async def revoke(self, key_id: str, now: datetime) -> None:
+        stmt = update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=now)
+        await self.session.execute(stmt)

@@ -1,0 +1,91 @@
+"""Turning a link token into permission to send bytes: resolve, check the password, redeem.
+
+Redeeming is one conditional UPDATE (`LinkRepository.redeem`); everything here either happens before it and
+never counts (resolving, preconditions, passwords) or classifies why it refused.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import anyio.to_thread
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lapse.db.models import File, Link
+from lapse.errors import Gone, GoneReason, NotFound, PasswordRequired, RateLimited
+from lapse.links.repository import LinkRepository
+from lapse.links.schemas import LinkState
+from lapse.links.service import link_state, password_hasher
+from lapse.ratelimit import RateLimiter
+from lapse.tokens import GrantSigner, hash_secret, looks_like_token
+
+
+@dataclass(slots=True)
+class Target:
+    link: Link
+    file: File
+    granted: bool  # the caller holds a live grant: serve without counting
+
+
+async def resolve(
+    session: AsyncSession,
+    *,
+    secret: bytes,
+    signer: GrantSigner,
+    token: str,
+    grant: str | None,
+    now: datetime,
+) -> Target:
+    """Find the link and decide whether it may be served: 404 unknown, 410 dead.
+
+    A grant outlives the link's expiry and its last download (a transfer that started in time finishes), but not
+    a revocation or the file's deletion.
+    """
+    if not looks_like_token(token):
+        raise NotFound("No such link.")
+    found = await LinkRepository(session).find_by_token(hash_secret(secret, token))
+    if found is None:
+        raise NotFound("No such link.")
+    link, file = found
+    granted = grant is not None and signer.verify(grant, link_id=link.id, now=now)
+    state = link_state(link, now)
+    if granted and state in (LinkState.EXPIRED, LinkState.EXHAUSTED):
+        state = LinkState.ACTIVE
+    if state is not LinkState.ACTIVE or file is None:
+        raise Gone(GoneReason(state.value))
+    return Target(link=link, file=file, granted=granted)
+
+
+async def redeem(session: AsyncSession, *, target: Target, now: datetime) -> None:
+    """Spend one download, or raise Gone if another request took the last one first."""
+    repo = LinkRepository(session)
+    downloads = await repo.redeem(target.link.id, now)
+    if downloads is None:
+        await session.refresh(target.link)
+        raise Gone(GoneReason(link_state(target.link, now).value))
+    target.link.downloads = downloads
+
+
+async def check_password(
+    *, target: Target, password: str | None, limiter: RateLimiter, client: str
+) -> None:
+    """Refuse (never counting) unless the password matches; throttle guessing per link and per client."""
+    link = target.link
+    if link.password_hash is None or target.granted:
+        return
+    if not password:
+        raise PasswordRequired("This link needs a password.")
+    keys = (f"pw:link:{link.id}", f"pw:client:{client}")
+    retry_after = await limiter.blocked_for(*keys)
+    if retry_after:
+        raise RateLimited("Too many wrong passwords; try again later.", retry_after=retry_after)
+    if not await anyio.to_thread.run_sync(_verify, link.password_hash, password):
+        await limiter.hit(*keys)
+        raise PasswordRequired("The password is not right.")
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return password_hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False

@@ -1,0 +1,155 @@
+"""Links: mint, read, list, change, revoke. Redeeming them is `links/redemption.py`."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import anyio.to_thread
+from argon2 import PasswordHasher
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lapse.db.models import ApiKey, Link
+from lapse.errors import Gone, GoneReason, InvalidInput, NotFound
+from lapse.files import service as files_service
+from lapse.links.repository import LinkRepository
+from lapse.links.schemas import LinkCreate, LinkRead, LinkState, LinkUpdate
+from lapse.text import clean_text
+from lapse.tokens import hash_secret, new_link_token
+
+password_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryPolicy:
+    default_ttl: timedelta
+    max_ttl: timedelta
+
+    def expires_at(self, *, now: datetime, expires_in: int | None, expires_at: datetime | None) -> datetime:
+        """The client's expiry, the default when none, never past now + max_ttl."""
+        latest = now + self.max_ttl
+        if expires_at is not None:
+            wanted = expires_at
+        elif expires_in is not None:
+            wanted = now + timedelta(seconds=min(expires_in, int(self.max_ttl.total_seconds())))
+        else:
+            wanted = now + self.default_ttl
+        return min(wanted, latest)
+
+
+def link_state(link: Link, now: datetime) -> LinkState:
+    if link.file_id is None:
+        return LinkState.FILE_DELETED
+    if link.revoked_at is not None:
+        return LinkState.REVOKED
+    if link.expires_at <= now:
+        return LinkState.EXPIRED
+    if link.max_downloads is not None and link.downloads >= link.max_downloads:
+        return LinkState.EXHAUSTED
+    return LinkState.ACTIVE
+
+
+def describe(link: Link, *, now: datetime, url: str | None = None) -> LinkRead:
+    remaining = None if link.max_downloads is None else max(link.max_downloads - link.downloads, 0)
+    return LinkRead(
+        id=link.id,
+        file_id=link.file_id,
+        url=url,
+        expires_at=link.expires_at,
+        max_downloads=link.max_downloads,
+        downloads=link.downloads,
+        remaining=remaining,
+        state=link_state(link, now),
+        has_password=link.password_hash is not None,
+        note=link.note,
+        created_at=link.created_at,
+        revoked_at=link.revoked_at,
+    )
+
+
+def _owner_scope(owner: ApiKey) -> str | None:
+    return None if owner.is_admin else owner.id
+
+
+def _clean_note(note: str | None) -> str | None:
+    return None if note is None else (clean_text(note, max_length=1000) or None)
+
+
+async def create_link(
+    session: AsyncSession,
+    *,
+    owner: ApiKey,
+    file_id: str,
+    data: LinkCreate,
+    policy: ExpiryPolicy,
+    secret: bytes,
+    now: datetime,
+) -> tuple[Link, str]:
+    """Returns the link and its token; the token is never stored, so this is the only time it is known."""
+    file = await files_service.get_file(session, owner=owner, file_id=file_id)
+    expires_at = policy.expires_at(now=now, expires_in=data.expires_in, expires_at=data.expires_at)
+    if expires_at <= now:
+        raise InvalidInput("The expiry is in the past.")
+    token = new_link_token()
+    password_hash = None
+    if data.password is not None:
+        password_hash = await anyio.to_thread.run_sync(password_hasher.hash, data.password)
+    link = Link(
+        file_id=file.id,
+        owner_id=file.owner_id,
+        token_hash=hash_secret(secret, token),
+        expires_at=expires_at,
+        max_downloads=data.max_downloads,
+        downloads=0,
+        password_hash=password_hash,
+        note=_clean_note(data.note),
+        created_at=now,
+    )
+    await LinkRepository(session).add(link)
+    return link, token
+
+
+async def get_link(session: AsyncSession, *, owner: ApiKey, link_id: str) -> Link:
+    link = await LinkRepository(session).get(link_id, owner_id=_owner_scope(owner))
+    if link is None:
+        raise NotFound("No such link.")
+    return link
+
+
+async def list_links(
+    session: AsyncSession, *, owner: ApiKey, file_id: str | None, cursor: str | None, limit: int
+) -> Sequence[Link]:
+    if file_id is not None:  # 404 for another owner's file, as for one that never existed
+        await files_service.get_file(session, owner=owner, file_id=file_id)
+    repo = LinkRepository(session)
+    return await repo.page(owner_id=_owner_scope(owner), file_id=file_id, cursor=cursor, limit=limit)
+
+
+async def update_link(
+    session: AsyncSession, *, owner: ApiKey, link_id: str, data: LinkUpdate, policy: ExpiryPolicy, now: datetime
+) -> Link:
+    """Extend or shorten the expiry, raise or lower the limit, change the note. A revoked link stays revoked."""
+    link = await get_link(session, owner=owner, link_id=link_id)
+    state = link_state(link, now)
+    if state in (LinkState.REVOKED, LinkState.FILE_DELETED):
+        raise Gone(GoneReason(state.value))
+    changes: dict[str, object] = {}
+    if data.expires_in is not None or data.expires_at is not None:
+        changes["expires_at"] = policy.expires_at(now=now, expires_in=data.expires_in, expires_at=data.expires_at)
+    if "max_downloads" in data.model_fields_set:
+        limit = data.max_downloads
+        changes["max_downloads"] = limit
+        # exhausted_at is when the last download went; the downloads themselves stay counted.
+        changes["exhausted_at"] = (link.exhausted_at or now) if limit is not None and link.downloads >= limit else None
+    if "note" in data.model_fields_set:
+        changes["note"] = _clean_note(data.note)
+    if changes:
+        await LinkRepository(session).update(link.id, **changes)
+        await session.refresh(link)
+    return link
+
+
+async def revoke_link(session: AsyncSession, *, owner: ApiKey, link_id: str, now: datetime) -> Link:
+    link = await get_link(session, owner=owner, link_id=link_id)
+    await LinkRepository(session).revoke(link.id, now)
+    await session.refresh(link)
+    return link

@@ -1,0 +1,78 @@
+"""Pure ASGI middleware: trusted-proxy headers and response headers every answer carries."""
+
+from ipaddress import ip_address
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lapse.settings import Network
+
+DEFAULT_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class ProxyHeadersMiddleware:
+    """Honour X-Forwarded-For/-Proto/-Host/-Prefix only from LAPSE_TRUSTED_PROXIES.
+
+    Uvicorn's own proxy middleware knows For and Proto but not Host or Prefix, which link URLs need behind a
+    proxy, and it ties us to one ASGI server; so this one replaces it (uvicorn runs with proxy_headers off).
+    """
+
+    def __init__(self, app: ASGIApp, *, trusted: list[Network]) -> None:
+        self.app = app
+        self.trusted = trusted
+
+    def _is_trusted(self, host: str) -> bool:
+        try:
+            address = ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if scope["type"] != "http" or not client or not self._is_trusted(client[0]):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        scope = dict(scope)
+        if proto := headers.get(b"x-forwarded-proto"):
+            scheme = proto.decode("latin-1").split(",")[0].strip().lower()
+            if scheme in ("http", "https"):
+                scope["scheme"] = scheme
+        if host := headers.get(b"x-forwarded-host"):
+            forwarded = host.split(b",")[0].strip()
+            scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"host"] + [(b"host", forwarded)]
+        if prefix := headers.get(b"x-forwarded-prefix"):
+            scope["root_path"] = "/" + prefix.decode("latin-1").split(",")[0].strip().strip("/")
+        if forwarded_for := headers.get(b"x-forwarded-for"):
+            # The rightmost address that is not one of our proxies is the client; the rest could be forged.
+            hops = [hop.strip() for hop in forwarded_for.decode("latin-1").split(",") if hop.strip()]
+            for hop in reversed(hops):
+                if not self._is_trusted(hop):
+                    scope["client"] = (hop, 0)
+                    break
+        await self.app(scope, receive, send)
+
+
+class DefaultHeadersMiddleware:
+    """nosniff, no-referrer and no framing on every answer, errors and docs included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in DEFAULT_HEADERS if k not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,44 @@
+"""Keyset pagination: newest first, with an opaque cursor naming the last row seen."""
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute
+
+from lapse.errors import InvalidInput
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def encode_cursor(created_at: datetime, row_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), row_id]).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, row_id = json.loads(raw)
+        return datetime.fromisoformat(created), str(row_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidInput("The cursor is not valid; use the `next_cursor` of a previous page.") from exc
+
+
+def page(
+    stmt: Select[Any],
+    *,
+    created_at: InstrumentedAttribute[datetime],
+    row_id: InstrumentedAttribute[str],
+    cursor: str | None,
+    limit: int,
+) -> Select[Any]:
+    """Order newest first and start after the cursor; fetches one extra row to know whether more follow."""
+    if cursor:
+        after_created, after_id = decode_cursor(cursor)
+        stmt = stmt.where(or_(created_at < after_created, and_(created_at == after_created, row_id < after_id)))
+    return stmt.order_by(created_at.desc(), row_id.desc()).limit(limit + 1)

@@ -1,0 +1,49 @@
+"""What one running app holds: built once by the lifespan (or the CLI), shared by every request."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from lapse.db.session import create_engine, session_factory
+from lapse.links.service import ExpiryPolicy
+from lapse.ratelimit import RateLimiter, make_rate_limiter
+from lapse.settings import Settings
+from lapse.storage import Storage, open_storage
+from lapse.tokens import GrantSigner
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    storage: Storage
+    secret: bytes
+    grants: GrantSigner
+    limiter: RateLimiter
+    expiry: ExpiryPolicy
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    secret = settings.resolved_secret()
+    engine = create_engine(settings.database_url)
+    limiter = make_rate_limiter(
+        settings.redis_url, attempts=settings.password_attempts, window=settings.password_window
+    )
+    try:
+        yield Runtime(
+            settings=settings,
+            engine=engine,
+            sessions=session_factory(engine),
+            storage=open_storage(settings.data_dir),
+            secret=secret,
+            grants=GrantSigner(secret),
+            limiter=limiter,
+            expiry=ExpiryPolicy(default_ttl=settings.default_ttl, max_ttl=settings.max_ttl),
+        )
+    finally:
+        await limiter.aclose()
+        await engine.dispose()

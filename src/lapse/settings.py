@@ -1,0 +1,109 @@
+"""Settings, read from `LAPSE_*` environment variables and `.env`.
+
+Built by `create_app` and the CLI, never at import time, so tests and several apps in one process each get their own.
+"""
+
+import os
+import secrets
+from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AnyHttpUrl, BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from lapse.units import parse_duration, parse_size
+
+Network = IPv4Network | IPv6Network
+
+
+def _split_networks(value: Any) -> Any:
+    if isinstance(value, str):
+        return [ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()]
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LAPSE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("data")
+    database_url: str = ""  # empty: a SQLite file in data_dir
+    secret_key: SecretStr | None = None  # unset: generated once and kept in data_dir/secret_key (0600)
+    public_url: AnyHttpUrl | None = None
+    max_upload_size: Size = 1024**3
+    default_ttl: Duration = timedelta(hours=1)
+    max_ttl: Duration = timedelta(days=30)
+    grant_ttl: Duration = timedelta(hours=1)
+    file_grace: Duration = timedelta(hours=1)
+    sweep_interval: Duration = timedelta(minutes=5)
+    trusted_proxies: Annotated[list[Network], NoDecode, BeforeValidator(_split_networks)] = Field(
+        default_factory=lambda: [ip_network("127.0.0.1/32"), ip_network("::1/128")]
+    )
+    redis_url: str | None = None
+    password_attempts: int = Field(default=5, ge=1)
+    password_window: Duration = timedelta(minutes=5)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("default_ttl", "max_ttl", "grant_ttl", "sweep_interval")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if self.default_ttl > self.max_ttl:
+            raise ValueError("LAPSE_DEFAULT_TTL is longer than LAPSE_MAX_TTL")
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir.resolve() / 'lapse.db'}"
+        return self
+
+    @property
+    def sweep_grace(self) -> timedelta:
+        """How long a file outlives its last live link: FILE_GRACE, and never less than a grant lives, so a
+        transfer that may still resume keeps its bytes."""
+        return max(self.file_grace, self.grant_ttl)
+
+    def resolved_secret(self) -> bytes:
+        """The server secret: the configured one, else the one kept in the data dir (made on first use)."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        return load_or_create_secret(self.data_dir / "secret_key")
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """Read the secret file, creating it once with mode 0600.
+
+    The secret is written whole to a temp file and hard-linked into place, so workers starting together never
+    read a half-written file and all end up with the same secret.
+    """
+    if path.exists():
+        return _read_secret(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_urlsafe(48).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process won the race; use its secret
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> bytes:
+    secret = path.read_bytes().strip()
+    if len(secret) < 32:
+        raise ValueError(f"{path} holds too short a secret; delete it or set LAPSE_SECRET_KEY")
+    return secret

@@ -1,0 +1,135 @@
+"""Blobs in a local folder: `<root>/<k[:2]>/<key>`, written through a temp file in the same folder."""
+
+import errno
+import hashlib
+import os
+import secrets
+from collections.abc import AsyncIterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio.to_thread
+
+from lapse.errors import InsufficientStorage, TooLarge, Unavailable
+from lapse.storage.base import BlobInfo, StoredBlob
+
+TEMP_PREFIX = ".tmp-"
+# Request bodies arrive in pieces of a few KiB; gathering them costs one thread hop per MiB, not per piece.
+WRITE_BUFFER = 1024 * 1024
+
+
+class LocalStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        if not key.isalnum():  # keys are ours (hex); never let anything else name a path
+            raise ValueError(f"bad storage key {key!r}")
+        return self.root / key[:2] / key
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+    async def write(self, chunks: AsyncIterable[bytes], *, max_size: int) -> StoredBlob:
+        key = secrets.token_hex(16)
+        final = self._path(key)
+        temp = final.with_name(TEMP_PREFIX + key)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            file = await anyio.to_thread.run_sync(_open_new, temp)
+            try:
+                buffer = bytearray()
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_size:
+                        raise TooLarge(f"The upload is larger than the limit of {max_size} bytes.")
+                    buffer += chunk
+                    if len(buffer) >= WRITE_BUFFER:
+                        await anyio.to_thread.run_sync(_write, file, digest, bytes(buffer))
+                        buffer.clear()
+                await anyio.to_thread.run_sync(_write, file, digest, bytes(buffer))
+                await anyio.to_thread.run_sync(_sync_and_close, file)
+            finally:
+                file.close()
+            await anyio.to_thread.run_sync(_publish, temp, final)
+        except OSError as exc:
+            raise _storage_error(exc) from exc
+        finally:
+            temp.unlink(missing_ok=True)  # sync on purpose: it must run even when the task is being cancelled
+        return StoredBlob(key=key, size=size, sha256=digest.hexdigest())
+
+    async def delete(self, key: str) -> None:
+        path = self._path(key.removeprefix(TEMP_PREFIX))
+        target = path if not key.startswith(TEMP_PREFIX) else path.with_name(key)
+        await anyio.to_thread.run_sync(lambda: target.unlink(missing_ok=True))
+
+    async def list_blobs(self) -> list[BlobInfo]:
+        return await anyio.to_thread.run_sync(self._scan)
+
+    def _scan(self) -> list[BlobInfo]:
+        found = []
+        if not self.root.is_dir():
+            return found
+        for shard in self.root.iterdir():
+            if not shard.is_dir():
+                continue
+            for entry in os.scandir(shard):
+                try:
+                    mtime = entry.stat().st_mtime
+                except FileNotFoundError:
+                    continue  # removed while we looked
+                found.append(
+                    BlobInfo(
+                        key=entry.name,
+                        modified_at=datetime.fromtimestamp(mtime, UTC),
+                        temporary=entry.name.startswith(TEMP_PREFIX),
+                    )
+                )
+        return found
+
+    async def check(self) -> None:
+        def probe() -> None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe_path = self.root / f"{TEMP_PREFIX}readyz-{secrets.token_hex(4)}"
+            probe_path.write_bytes(b"ok")
+            probe_path.unlink()
+
+        try:
+            await anyio.to_thread.run_sync(probe)
+        except OSError as exc:
+            raise _storage_error(exc) from exc
+
+
+def _open_new(path: Path) -> "os.FileIO":
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "xb", buffering=0)  # noqa: SIM115 - closed by the caller after fsync
+
+
+def _write(file: "os.FileIO", digest: "hashlib._Hash", data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        view = view[written or 0 :]
+    digest.update(data)
+
+
+def _sync_and_close(file: "os.FileIO") -> None:
+    os.fsync(file.fileno())
+    file.close()
+
+
+def _publish(temp: Path, final: Path) -> None:
+    """Rename into place, then fsync the folder so the rename itself survives a crash."""
+    temp.rename(final)
+    fd = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _storage_error(exc: OSError) -> Unavailable:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorage("The server has no room for this upload.", retry_after=60)
+    return Unavailable("Storage is not available right now.")

@@ -10,6 +10,7 @@ import json
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import anyio.to_thread
@@ -86,16 +87,27 @@ class JudgedFileResponse(FileResponse):
         await super().__call__({**scope, "method": self.method}, receive, send)
 
 
+DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The file", "content": {"application/octet-stream": {}}},
+    206: {"description": "Part of the file"},
+    304: {"description": "Not modified"},
+    **DOWNLOAD_ERRORS,
+}
+
+
 @router.api_route(
     "/d/{token}",
-    methods=["GET", "HEAD", "POST"],
-    responses={
-        200: {"description": "The file", "content": {"application/octet-stream": {}}},
-        206: {"description": "Part of the file"},
-        304: {"description": "Not modified"},
-        **DOWNLOAD_ERRORS,
-    },
+    methods=["PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"],
+    include_in_schema=False,
 )
+async def other_methods() -> Response:
+    """One Allow for the whole resource: Starlette would list only the first of several routes' methods."""
+    return problem(405, "Downloads take GET, HEAD, or POST with a password.", headers={"Allow": "GET, HEAD, POST"})
+
+
+@router.get("/d/{token}", responses=DOWNLOAD_RESPONSES, operation_id="download")
+@router.head("/d/{token}", responses=DOWNLOAD_RESPONSES, operation_id="download_head")
+@router.post("/d/{token}", responses=DOWNLOAD_RESPONSES, operation_id="download_with_password")
 async def download(token: str, request: Request, session: SessionDep, runtime: RuntimeDep) -> Response:
     """Download. Each GET without a grant spends one download and returns a grant (cookie and `Lapse-Grant`
     header) that lets an interrupted transfer resume with Range requests for free. HEAD, 304, 416, errors and

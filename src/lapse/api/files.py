@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import AwareDatetime
+from starlette.convertors import Convertor, register_url_convertor
 
 from lapse.api.deps import OwnerDep, RuntimeDep, SessionDep, public_base_url
 from lapse.api.multipart import MultipartFile
@@ -16,6 +17,22 @@ from lapse.links import service as links_service
 from lapse.links.schemas import LinkCreate
 from lapse.pagination import DEFAULT_LIMIT, MAX_LIMIT, encode_cursor
 
+
+
+class FilenameConvertor(Convertor[str]):
+    """Any name, slashes and line breaks included: Starlette's `path` stops at a newline, and a hostile name
+    should reach `clean_filename` (and be cleaned) rather than miss the route."""
+
+    regex = "(?s:.+)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("filename", FilenameConvertor())
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
 
 # Room for the multipart boundaries and part headers around the file itself.
@@ -47,7 +64,7 @@ async def upload(request: Request, owner: OwnerDep, session: SessionDep, runtime
     return FileRead.model_validate(file)
 
 
-@router.put("/{filename}", status_code=201, responses=UPLOAD_ERRORS)
+@router.put("/{filename:filename}", status_code=201, responses=UPLOAD_ERRORS)
 async def upload_raw(
     filename: str,
     request: Request,

@@ -1,0 +1,354 @@
+"""GET/HEAD/POST /d/{token}: HTTP-SECURITY.md §1, row by row, and the counting rules of DESIGN §3."""
+
+import base64
+import os
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from lapse.db.base import utc_now
+from lapse.db.models import Link
+from lapse.db.session import transaction
+from lapse.runtime import Runtime
+from tests.helpers import ApiClient
+
+pytestmark = pytest.mark.anyio
+
+BODY = os.urandom(1000)
+
+
+async def downloads_of(owner: ApiClient, link: dict[str, Any]) -> int:
+    response = await owner.request("GET", f"/api/v1/links/{link['id']}")
+    count: int = response.json()["downloads"]
+    return count
+
+
+async def fresh_get(http: httpx.AsyncClient, path: str, **headers: str) -> httpx.Response:
+    """A request with no grant cookie: the client a recipient would be."""
+    http.cookies.clear()
+    return await http.get(path, headers={name.replace("_", "-"): value for name, value in headers.items()})
+
+
+async def test_full_get_carries_every_safe_header(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    file = await alice.upload(BODY, name="report.pdf", content_type="application/pdf")
+    link = await alice.link(file["id"])
+    response = await fresh_get(http, httpx.URL(link["url"]).path)
+    assert response.status_code == 200
+    assert response.content == BODY
+    h = response.headers
+    assert h["content-length"] == str(len(BODY))
+    assert h["content-disposition"] == "attachment; filename=\"report.pdf\"; filename*=UTF-8''report.pdf"
+    assert h["x-content-type-options"] == "nosniff"
+    assert h["content-security-policy"] == "sandbox"
+    assert h["cache-control"] == "private, no-store"
+    assert h["referrer-policy"] == "no-referrer"
+    assert h["x-robots-tag"].startswith("noindex")
+    assert h["etag"] == f'"{file["sha256"]}"'
+    assert h["accept-ranges"] == "bytes"
+    assert "last-modified" in h
+    assert h["lapse-grant"].startswith(link["id"] + ".")
+    cookie = h["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert f"Path={httpx.URL(link['url']).path}" in cookie
+    assert "Secure" not in cookie  # plain http here; https adds it (test_grant_cookie_is_secure_behind_https)
+
+
+@pytest.mark.parametrize(
+    ("declared", "served"),
+    [
+        ("text/html", "application/octet-stream"),
+        ("image/svg+XML", "application/octet-stream"),  # Jirafeau CVE-2024-12326: case must not matter
+        ("image/png,text/html", "image/png"),  # CVE-2025-7066: the list is dropped, the name decides
+        ("text/plain; charset=utf-8", "text/plain"),
+    ],
+)
+async def test_active_content_never_served_as_a_page(
+    alice: ApiClient, http: httpx.AsyncClient, declared: str, served: str
+) -> None:
+    file = await alice.upload(b"<svg onload=alert(1)>", name="x.png" if "png" in declared else "x.html",
+                              content_type=declared)
+    link = await alice.link(file["id"])
+    response = await fresh_get(http, httpx.URL(link["url"]).path)
+    assert response.headers["content-type"].split(";")[0] == served
+    assert response.headers["content-disposition"].startswith("attachment;")
+    assert response.headers["content-security-policy"] == "sandbox"
+
+
+async def test_head_has_get_headers_and_never_counts(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY, max_downloads=1)
+    head = await http.head(link["path"])
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == str(len(BODY))
+    assert head.headers["lapse-downloads-remaining"] == "1"
+    assert "lapse-expires-at" in head.headers
+    get = await fresh_get(http, link["path"])
+    for name in ("content-type", "content-disposition", "etag", "last-modified", "cache-control",
+                 "content-security-policy", "x-content-type-options", "accept-ranges", "content-length"):
+        assert head.headers[name] == get.headers[name], name
+    assert await downloads_of(alice, link) == 1
+
+
+async def test_range_without_grant_counts_once_and_resumes_free(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY, max_downloads=1)
+    first = await fresh_get(http, link["path"], range="bytes=0-99")
+    assert first.status_code == 206
+    assert first.headers["content-range"] == f"bytes 0-99/{len(BODY)}"
+    assert first.content == BODY[:100]
+    grant = first.headers["lapse-grant"]
+    assert await downloads_of(alice, link) == 1
+
+    http.cookies.clear()
+    rest = await http.get(link["path"], headers={"range": "bytes=100-", "lapse-grant": grant})
+    assert rest.status_code == 206
+    assert first.content + rest.content == BODY
+    suffix = await http.get(link["path"], headers={"range": "bytes=-10", "lapse-grant": grant})
+    assert suffix.content == BODY[-10:]
+    assert suffix.headers["content-range"] == f"bytes {len(BODY) - 10}-{len(BODY) - 1}/{len(BODY)}"
+    assert await downloads_of(alice, link) == 1
+    assert (await fresh_get(http, link["path"])).status_code == 410
+
+
+async def test_range_end_clamps_to_size(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY)
+    response = await fresh_get(http, link["path"], range="bytes=900-5000")
+    assert response.status_code == 206
+    assert response.headers["content-range"] == f"bytes 900-999/{len(BODY)}"
+    assert response.content == BODY[900:]
+
+
+async def test_multiple_ranges_are_multipart(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY)
+    response = await fresh_get(http, link["path"], range="bytes=0-9,20-29")
+    assert response.status_code == 206
+    assert response.headers["content-type"].startswith("multipart/byteranges; boundary=")
+    assert b"Content-Range: bytes 0-9/1000\r\n" in response.content
+    assert BODY[20:30] in response.content
+
+
+async def test_too_many_ranges_get_the_whole_file(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY)
+    many = ",".join(f"{i}-{i}" for i in range(0, 200, 2))  # CVE-2011-3192 shape
+    response = await fresh_get(http, link["path"], range=f"bytes={many}")
+    assert response.status_code == 200
+    assert response.content == BODY
+
+
+@pytest.mark.parametrize("header", ["bytes=5000-", "bytes=1000-1000"])
+async def test_unsatisfiable_range_is_416_and_free(alice: ApiClient, http: httpx.AsyncClient, header: str) -> None:
+    link = await alice.share(BODY, max_downloads=1)
+    response = await fresh_get(http, link["path"], range=header)
+    assert response.status_code == 416
+    assert response.headers["content-range"] == f"bytes */{len(BODY)}"
+    assert response.headers["cache-control"] == "no-store"
+    assert await downloads_of(alice, link) == 0
+
+
+async def test_any_range_on_an_empty_file_is_416(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(b"", max_downloads=1)
+    assert (await fresh_get(http, link["path"], range="bytes=0-")).status_code == 416
+    assert (await fresh_get(http, link["path"], range="bytes=-5")).status_code == 416
+    empty = await fresh_get(http, link["path"])
+    assert empty.status_code == 200
+    assert empty.content == b""
+
+
+@pytest.mark.parametrize("header", ["items=0-5", "bytes=5-4", "bytes=abc", "bytes=", "bytes=--1", "0-5"])
+async def test_malformed_range_is_ignored(alice: ApiClient, http: httpx.AsyncClient, header: str) -> None:
+    link = await alice.share(BODY)
+    response = await fresh_get(http, link["path"], range=header)
+    assert response.status_code == 200
+    assert response.content == BODY
+
+
+async def test_if_range(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY)
+    full = await fresh_get(http, link["path"])
+    etag, last_modified = full.headers["etag"], full.headers["last-modified"]
+    assert (await fresh_get(http, link["path"], range="bytes=0-9", if_range=etag)).status_code == 206
+    assert (await fresh_get(http, link["path"], range="bytes=0-9", if_range=last_modified)).status_code == 206
+    assert (await fresh_get(http, link["path"], range="bytes=0-9", if_range=f"W/{etag}")).status_code == 200
+    assert (await fresh_get(http, link["path"], range="bytes=0-9", if_range='"other"')).status_code == 200
+
+
+async def test_if_none_match_is_304_and_free(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY, max_downloads=2)
+    etag = (await http.head(link["path"])).headers["etag"]
+    for header in (etag, f"W/{etag}", f'"nope", {etag}', "*"):
+        response = await fresh_get(http, link["path"], if_none_match=header)
+        assert response.status_code == 304, header
+        assert response.content == b""
+        assert response.headers["etag"] == etag
+        assert response.headers["cache-control"] == "private, no-store"
+    # If-None-Match beats If-Modified-Since: a mismatching tag sends the file though the date would say 304.
+    sent = await fresh_get(http, link["path"], if_none_match='"nope"', if_modified_since="Fri, 01 Jan 2100 00:00:00 GMT")
+    assert sent.status_code == 200
+    assert await downloads_of(alice, link) == 1
+
+
+async def test_if_modified_since(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY)
+    last_modified = (await http.head(link["path"])).headers["last-modified"]
+    assert (await fresh_get(http, link["path"], if_modified_since=last_modified)).status_code == 304
+    old = "Sat, 01 Jan 2000 00:00:00 GMT"
+    assert (await fresh_get(http, link["path"], if_modified_since=old)).status_code == 200
+
+
+async def test_if_match_and_if_unmodified_since_fail_with_412(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY, max_downloads=1)
+    assert (await fresh_get(http, link["path"], if_match='"other"')).status_code == 412
+    past = "Sat, 01 Jan 2000 00:00:00 GMT"
+    assert (await fresh_get(http, link["path"], if_unmodified_since=past)).status_code == 412
+    assert await downloads_of(alice, link) == 0
+    etag = (await http.head(link["path"])).headers["etag"]
+    assert (await fresh_get(http, link["path"], if_match=etag)).status_code == 200
+
+
+async def test_dead_link_is_410_before_preconditions(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY)
+    etag = (await http.head(link["path"])).headers["etag"]
+    await alice.request("DELETE", f"/api/v1/links/{link['id']}")
+    response = await fresh_get(http, link["path"], if_none_match=etag)
+    assert response.status_code == 410
+    assert response.json()["reason"] == "revoked"
+
+
+@pytest.mark.parametrize("token", ["x" * 32, "short", "a" * 200, "bad%20token%0d%0aX:1"])
+async def test_unknown_or_malformed_token_is_generic_404(http: httpx.AsyncClient, token: str) -> None:
+    response = await http.get(f"/d/{token}")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["cache-control"] == "no-store"
+    assert response.json() == {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "No such link."}
+
+
+async def test_expired_link_is_410(alice: ApiClient, http: httpx.AsyncClient, runtime: Runtime) -> None:
+    link = await alice.share(BODY)
+    async with transaction(runtime.sessions) as session:
+        await session.execute(
+            update(Link).where(Link.id == link["id"]).values(expires_at=utc_now() - timedelta(seconds=1))
+        )
+    response = await fresh_get(http, link["path"])
+    assert response.status_code == 410
+    assert response.json()["reason"] == "expired"
+    assert response.headers["cache-control"] == "no-store"
+    assert (await http.head(link["path"])).status_code == 410
+
+
+async def test_grant_outlives_expiry_but_not_revocation(
+    alice: ApiClient, http: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    link = await alice.share(BODY, max_downloads=1)
+    grant = (await fresh_get(http, link["path"], range="bytes=0-9")).headers["lapse-grant"]
+    async with transaction(runtime.sessions) as session:
+        await session.execute(
+            update(Link).where(Link.id == link["id"]).values(expires_at=utc_now() - timedelta(seconds=1))
+        )
+    http.cookies.clear()
+    resumed = await http.get(link["path"], headers={"range": "bytes=10-", "lapse-grant": grant})
+    assert resumed.status_code == 206  # a transfer that started in time finishes
+    await alice.request("DELETE", f"/api/v1/links/{link['id']}")
+    refused = await http.get(link["path"], headers={"range": "bytes=10-", "lapse-grant": grant})
+    assert refused.status_code == 410
+
+
+async def test_grant_is_bound_to_its_link(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    one = await alice.share(BODY, max_downloads=1)
+    other = await alice.share(BODY, max_downloads=1)
+    grant = (await fresh_get(http, one["path"])).headers["lapse-grant"]
+    await fresh_get(http, other["path"])  # spends other's only download
+    http.cookies.clear()
+    assert (await http.get(other["path"], headers={"lapse-grant": grant})).status_code == 410
+    forged = grant.rsplit(".", 1)[0] + ".AAAA"
+    assert (await http.get(one["path"], headers={"lapse-grant": forged})).status_code == 410
+
+
+async def test_prefetch_never_counts(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY, max_downloads=1)
+    for header in ({"sec-purpose": "prefetch"}, {"sec-purpose": "prefetch;prerender"}, {"purpose": "prefetch"}):
+        response = await fresh_get(http, link["path"], **header)
+        assert response.status_code == 403
+        assert response.content != BODY
+    assert await downloads_of(alice, link) == 0
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE", "TRACE"])
+async def test_other_methods_are_405_with_allow(alice: ApiClient, http: httpx.AsyncClient, method: str) -> None:
+    link = await alice.share(BODY, max_downloads=1)
+    response = await http.request(method, link["path"])
+    assert response.status_code == 405
+    assert set(response.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "POST"}
+    assert await downloads_of(alice, link) == 0
+
+
+async def test_post_on_a_link_without_password_is_405(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY, max_downloads=1)
+    response = await http.post(link["path"], data={"password": "x"})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
+    assert await downloads_of(alice, link) == 0
+
+
+async def test_password_link(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY, max_downloads=1, password="s3cret pass")
+    assert link["has_password"] is True
+    missing = await fresh_get(http, link["path"])
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"].startswith("Basic")
+    wrong = await http.post(link["path"], data={"password": "nope"})
+    assert wrong.status_code == 401
+    assert await downloads_of(alice, link) == 0
+
+    right = await http.post(link["path"], data={"password": "s3cret pass"})
+    assert right.status_code == 200
+    assert right.content == BODY
+    assert right.headers["content-disposition"].startswith("attachment;")
+    assert await downloads_of(alice, link) == 1
+    resumed = await http.get(link["path"], headers={"range": "bytes=10-19"})  # grant cookie, no password
+    assert resumed.status_code == 206
+    http.cookies.clear()
+    assert (await http.post(link["path"], data={"password": "s3cret pass"})).status_code == 410
+
+
+async def test_password_by_basic_auth_and_json(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY, max_downloads=2, password="pw")
+    basic = base64.b64encode(b":pw").decode()
+    assert (await fresh_get(http, link["path"], authorization=f"Basic {basic}")).content == BODY
+    http.cookies.clear()
+    assert (await http.post(link["path"], json={"password": "pw"})).content == BODY
+    assert await downloads_of(alice, link) == 2
+
+
+async def test_password_guessing_is_throttled(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY, max_downloads=1, password="right")
+    for _ in range(5):
+        assert (await http.post(link["path"], data={"password": "wrong"})).status_code == 401
+    limited = await http.post(link["path"], data={"password": "right"})
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) > 0
+    assert await downloads_of(alice, link) == 0
+
+
+async def test_password_never_accepted_in_the_url(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY, max_downloads=1, password="pw")
+    assert (await fresh_get(http, f"{link['path']}?password=pw")).status_code == 401
+    assert (await http.post(f"{link['path']}?password=pw")).status_code == 401
+
+
+async def test_grant_cookie_is_secure_behind_https(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY)
+    # httpx's ASGI transport connects from 127.0.0.1, a trusted proxy by default.
+    response = await fresh_get(http, link["path"], x_forwarded_proto="https")
+    assert response.headers["set-cookie"].endswith("; Secure")
+
+
+async def test_file_deleted_is_410(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY)
+    assert (await alice.request("DELETE", f"/api/v1/files/{link['file_id']}")).status_code == 204
+    response = await fresh_get(http, link["path"])
+    assert response.status_code == 410
+    assert response.json()["reason"] == "file_deleted"

@@ -1,0 +1,107 @@
+"""The sweeper: abandoned files go after the grace period (rows first), orphans and stale temp files too."""
+
+import os
+import time
+from datetime import timedelta
+
+import anyio
+import httpx
+import pytest
+from sqlalchemy import update
+
+from lapse.db.base import utc_now
+from lapse.db.models import File, Link
+from lapse.db.session import transaction
+from lapse.runtime import Runtime
+from lapse.sweeper import sweep_once
+from tests.helpers import ApiClient, stored_files
+
+pytestmark = pytest.mark.anyio
+HOUR = timedelta(hours=1)
+
+
+async def expire(runtime: Runtime, link: dict[str, str], ago: timedelta) -> None:
+    """Make the link have expired `ago`, and its file have been uploaded a day before that."""
+    async with transaction(runtime.sessions) as session:
+        await session.execute(update(Link).where(Link.id == link["id"]).values(expires_at=utc_now() - ago))
+        created = utc_now() - ago - timedelta(days=1)
+        await session.execute(update(File).where(File.id == link["file_id"]).values(created_at=created))
+
+
+async def file_ids(owner: ApiClient) -> set[str]:
+    return {f["id"] for f in (await owner.request("GET", "/api/v1/files")).json()["items"]}
+
+
+async def test_file_with_a_live_link_stays(alice: ApiClient, runtime: Runtime) -> None:
+    link = await alice.share(b"x", expires_in=3 * 3600)
+    report = await sweep_once(runtime.sessions, runtime.storage, grace=HOUR, now=utc_now() + 2 * HOUR)
+    assert report.files == 0
+    assert await file_ids(alice) == {link["file_id"]}
+
+
+async def test_file_dead_for_longer_than_grace_goes(
+    alice: ApiClient, http: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    kept = await alice.share(b"recent")
+    gone = await alice.share(b"old")
+    await expire(runtime, kept, timedelta(minutes=30))  # dead, but within the grace period
+    await expire(runtime, gone, timedelta(hours=2))
+    blobs = runtime.settings.data_dir / "blobs"
+    assert len(stored_files(blobs)) == 2
+    report = await sweep_once(runtime.sessions, runtime.storage, grace=HOUR)
+    assert report.files == 1
+    assert await file_ids(alice) == {kept["file_id"]}
+    assert len(stored_files(blobs)) == 1
+    assert (await http.get(gone["path"])).json()["reason"] == "file_deleted"
+
+
+async def test_exhausted_and_revoked_links_count_from_when_they_died(
+    alice: ApiClient, http: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    used = await alice.share(b"x", max_downloads=1, expires_in=30 * 86400)
+    revoked = await alice.share(b"y", expires_in=30 * 86400)
+    await http.get(used["path"])
+    await alice.request("DELETE", f"/api/v1/links/{revoked['id']}")
+    assert (await sweep_once(runtime.sessions, runtime.storage, grace=HOUR)).files == 0
+    later = utc_now() + 2 * HOUR
+    assert (await sweep_once(runtime.sessions, runtime.storage, grace=HOUR, now=later)).files == 2
+
+
+async def test_file_never_linked_goes_after_grace(alice: ApiClient, runtime: Runtime) -> None:
+    await alice.upload(b"x")
+    assert (await sweep_once(runtime.sessions, runtime.storage, grace=HOUR)).files == 0
+    assert (await sweep_once(runtime.sessions, runtime.storage, grace=HOUR, now=utc_now() + 2 * HOUR)).files == 1
+
+
+async def test_orphans_and_stale_temp_files(alice: ApiClient, runtime: Runtime) -> None:
+    await alice.upload(b"kept")
+    blobs = runtime.settings.data_dir / "blobs"
+    shard = blobs / "ab"
+    shard.mkdir(parents=True, exist_ok=True)
+    orphan, temp, fresh = shard / ("ab" + "0" * 30), shard / (".tmp-ab" + "1" * 30), shard / (".tmp-ab" + "2" * 30)
+    for path in (orphan, temp, fresh):
+        path.write_bytes(b"junk")
+    two_hours_ago = time.time() - 7200
+    os.utime(orphan, (two_hours_ago, two_hours_ago))
+    os.utime(temp, (two_hours_ago, two_hours_ago))
+    report = await sweep_once(runtime.sessions, runtime.storage, grace=HOUR)
+    assert (report.orphans, report.temp_files) == (1, 1)
+    assert fresh.exists()  # may be an upload in flight
+    assert len(stored_files(blobs)) == 2  # the real blob and the fresh temp file
+
+
+async def test_concurrent_sweeps_do_not_conflict(alice: ApiClient, runtime: Runtime) -> None:
+    for i in range(6):
+        await alice.upload(f"{i}".encode())
+    later = utc_now() + 2 * HOUR
+    reports = []
+
+    async def sweep() -> None:
+        reports.append(await sweep_once(runtime.sessions, runtime.storage, grace=HOUR, now=later))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(4):
+            group.start_soon(sweep)
+    assert sum(r.files for r in reports) == 6
+    assert await file_ids(alice) == set()
+    assert stored_files(runtime.settings.data_dir / "blobs") == []

@@ -1,10 +1,9 @@
 """Fixtures: real SQLite and PostgreSQL, the app with its lifespan run, keys made through the service."""
 
 import asyncio
-import inspect
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,8 +11,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy import text
+from starlette.types import ASGIApp
 
 from lapse.app import create_app
 from lapse.db.migrate import upgrade
@@ -33,16 +33,11 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _isolated(work: Callable[[], Awaitable[T]] | Callable[[], T]) -> T:
+def _isolated(work: Callable[[], T]) -> T:
     """Run set-up work on a thread of its own, outside the test's event loop: Alembic runs its own loop, and
     these fixtures are sync so that parametrised fixtures can ask for them."""
-
-    def call() -> T:
-        result = work()
-        return asyncio.run(result) if inspect.isawaitable(result) else result  # type: ignore[arg-type]
-
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(call).result()
+        return pool.submit(work).result()
 
 
 async def _execute(url: str, statement: str, **engine_options: Any) -> None:
@@ -61,11 +56,12 @@ def postgres_url() -> Iterator[str]:
     Never skipped: the PostgreSQL tests are half the point, and CI must fail if the server is not there.
     """
     name = f"lapse_test_{secrets.token_hex(4)}"
-    _isolated(lambda: _execute(PG_ADMIN_URL, f'CREATE DATABASE "{name}"', isolation_level="AUTOCOMMIT"))
+    _isolated(lambda: asyncio.run(_execute(PG_ADMIN_URL, f'CREATE DATABASE "{name}"', isolation_level="AUTOCOMMIT")))
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     _isolated(lambda: upgrade(url))
     yield url
-    _isolated(lambda: _execute(PG_ADMIN_URL, f'DROP DATABASE "{name}" WITH (FORCE)', isolation_level="AUTOCOMMIT"))
+    drop = f'DROP DATABASE "{name}" WITH (FORCE)'
+    _isolated(lambda: asyncio.run(_execute(PG_ADMIN_URL, drop, isolation_level="AUTOCOMMIT")))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -77,7 +73,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     url = request.getfixturevalue("postgres_url")
     yield url
-    _isolated(lambda: _execute(url, "TRUNCATE links, files, api_keys"))
+    _isolated(lambda: asyncio.run(_execute(url, "TRUNCATE links, files, api_keys")))
 
 
 @pytest.fixture
@@ -86,7 +82,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         _env_file=None,  # type: ignore[call-arg]
         data_dir=tmp_path / "data",
         database_url=database_url,
-        secret_key=TEST_SECRET,
+        secret_key=SecretStr(TEST_SECRET),
         max_upload_size=1024 * 1024,
     )
 
@@ -98,10 +94,10 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    app = create_app(settings, sweep=False)
-    async with LifespanManager(app) as manager:
-        yield manager.app  # type: ignore[no-any-return]
+async def app(settings: Settings) -> AsyncIterator[ASGIApp]:
+    """The app with its lifespan run; requests get the lifespan's state through this wrapper."""
+    async with LifespanManager(create_app(settings, sweep=False)) as manager:
+        yield manager.app
 
 
 async def _new_key(runtime: Runtime, name: str, *, admin: bool) -> str:
@@ -111,7 +107,7 @@ async def _new_key(runtime: Runtime, name: str, *, admin: bool) -> str:
 
 
 @pytest.fixture
-async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def http(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
@@ -133,5 +129,5 @@ async def admin(http: httpx.AsyncClient, runtime: Runtime) -> ApiClient:
 
 
 @pytest.fixture
-def blobs(settings: Settings) -> Iterator[Path]:
-    yield settings.data_dir / "blobs"
+def blobs(settings: Settings) -> Path:
+    return settings.data_dir / "blobs"

@@ -6,6 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from pydantic import SecretStr
 
 from lapse.app import create_app
 from lapse.settings import Settings
@@ -20,7 +21,7 @@ async def dead_db_http(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         _env_file=None,  # type: ignore[call-arg]
         data_dir=tmp_path,
         database_url="postgresql://nobody@127.0.0.1:1/none",  # nothing listens on port 1
-        secret_key="s" * 40,
+        secret_key=SecretStr("s" * 40),
     )
     app = create_app(settings, sweep=False)
     async with LifespanManager(app) as manager:
@@ -31,7 +32,12 @@ async def dead_db_http(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/d/" + "a" * 32), ("HEAD", "/d/" + "a" * 32), ("GET", "/api/v1/files"), ("PUT", "/api/v1/files/x")],
+    [
+        ("GET", "/d/" + "a" * 32),
+        ("HEAD", "/d/" + "a" * 32),
+        ("GET", "/api/v1/files"),
+        ("PUT", "/api/v1/files/x"),
+    ],
 )
 async def test_database_down_is_503(dead_db_http: httpx.AsyncClient, method: str, path: str) -> None:
     response = await dead_db_http.request(method, path, headers={"authorization": "Bearer lapse_x"}, content=b"x")

@@ -8,7 +8,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
-from lapse.db.models import Base
+from lapse.db import models  # noqa: F401 - registers the tables on Base.metadata
+from lapse.db.base import Base
 from lapse.db.session import create_engine
 
 

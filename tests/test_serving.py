@@ -75,8 +75,11 @@ def test_range_only_on_get_and_only_with_matching_if_range() -> None:
         ("x\r\ny.txt", "attachment; filename=\"x__y.txt\"; filename*=UTF-8''x%0D%0Ay.txt"),
         ("100%.txt", "attachment; filename=\"100_.txt\"; filename*=UTF-8''100%25.txt"),
         ("日本.txt", "attachment; filename=\"__.txt\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.txt"),
-        ("report.csv; filename*=UTF-8''evil.html", "attachment; filename=\"report.csv_ filename*=UTF-8''evil.html\"; "
-         "filename*=UTF-8''report.csv%3B%20filename%2A%3DUTF-8%27%27evil.html"),
+        (
+            "report.csv; filename*=UTF-8''evil.html",
+            "attachment; filename=\"report.csv_ filename*=UTF-8''evil.html\"; "
+            "filename*=UTF-8''report.csv%3B%20filename%2A%3DUTF-8%27%27evil.html",
+        ),
     ],
 )
 def test_content_disposition(name: str, expected: str) -> None:

@@ -9,14 +9,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from lapse.settings import Settings, load_or_create_secret
 from lapse.units import parse_duration, parse_size
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("1h30m", 5400), ("2d", 172800), ("1w", 604800)]
+    ("text", "seconds"),
+    [("90", 90), ("90s", 90), ("30m", 1800), ("1h30m", 5400), ("2d", 172800), ("1w", 604800)],
 )
 def test_parse_duration(text: str, seconds: int) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
@@ -28,7 +29,9 @@ def test_bad_duration(text: str) -> None:
         parse_duration(text)
 
 
-@pytest.mark.parametrize(("text", "size"), [("10", 10), ("512K", 512 * 1024), ("100MB", 100 * 1024**2), ("2GiB", 2 * 1024**3)])
+@pytest.mark.parametrize(
+    ("text", "size"), [("10", 10), ("512K", 512 * 1024), ("100MB", 100 * 1024**2), ("2GiB", 2 * 1024**3)]
+)
 def test_parse_size(text: str, size: int) -> None:
     assert parse_size(text) == size
 
@@ -73,7 +76,12 @@ def test_bad_settings_are_refused(env: dict[str, str], monkeypatch: pytest.Monke
 def test_cli_reports_a_bad_setting_in_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "LAPSE_DATA_DIR": str(tmp_path), "LAPSE_GRANT_TTL": "soon"}
     result = subprocess.run(
-        [sys.executable, "-m", "lapse", "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "lapse", "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -92,7 +100,7 @@ def test_secret_is_generated_once_private_and_reused(tmp_path: Path) -> None:
 
 
 def test_settings_secret_prefers_the_configured_one(tmp_path: Path) -> None:
-    configured = Settings(_env_file=None, data_dir=tmp_path, secret_key="k" * 40)  # type: ignore[call-arg]
+    configured = Settings(_env_file=None, data_dir=tmp_path, secret_key=SecretStr("k" * 40))  # type: ignore[call-arg]
     assert configured.resolved_secret() == b"k" * 40
     assert not (tmp_path / "secret_key").exists()
     generated = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]

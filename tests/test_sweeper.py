@@ -78,7 +78,11 @@ async def test_orphans_and_stale_temp_files(alice: ApiClient, runtime: Runtime) 
     blobs = runtime.settings.data_dir / "blobs"
     shard = blobs / "ab"
     shard.mkdir(parents=True, exist_ok=True)
-    orphan, temp, fresh = shard / ("ab" + "0" * 30), shard / (".tmp-ab" + "1" * 30), shard / (".tmp-ab" + "2" * 30)
+    orphan, temp, fresh = (
+        shard / ("ab" + "0" * 30),
+        shard / (".tmp-ab" + "1" * 30),
+        shard / (".tmp-ab" + "2" * 30),
+    )
     for path in (orphan, temp, fresh):
         path.write_bytes(b"junk")
     two_hours_ago = time.time() - 7200

@@ -26,7 +26,10 @@ def create_app(settings: Settings, *, sweep: bool = True) -> FastAPI:
             if sweep:
                 task = asyncio.create_task(
                     sweeper.run_periodically(
-                        runtime.sessions, runtime.storage, interval=settings.sweep_interval, grace=settings.sweep_grace
+                        runtime.sessions,
+                        runtime.storage,
+                        interval=settings.sweep_interval,
+                        grace=settings.sweep_grace,
                     )
                 )
             try:

@@ -1,17 +1,17 @@
 """Domain errors. They carry no HTTP: `api/problems.py` maps them to problem+json, the CLI to messages.
 
-    LapseError
-    ├── NotFound               unknown id or token, or one that belongs to another owner
-    ├── Gone                   link expired, exhausted, revoked, or its file deleted (`reason` says which)
-    ├── Unauthorized           missing, unknown or revoked API key
-    ├── Forbidden              a key without admin rights asked for an admin action
-    ├── PasswordRequired       password link without (or with a wrong) password
-    ├── RateLimited            too many attempts; `retry_after` seconds
-    ├── InvalidInput           a request the schema accepted but the rules do not
-    ├── TooLarge               upload over LAPSE_MAX_UPLOAD_SIZE
-    ├── UnsupportedMedia       upload body of a type we do not take
-    └── Unavailable            database or storage unreachable; `retry_after` seconds
-        └── InsufficientStorage  the disk is full
+LapseError
+├── NotFound               unknown id or token, or one that belongs to another owner
+├── Gone                   link expired, exhausted, revoked, or its file deleted (`reason` says which)
+├── Unauthorized           missing, unknown or revoked API key
+├── Forbidden              a key without admin rights asked for an admin action
+├── PasswordRequired       password link without (or with a wrong) password
+├── RateLimited            too many attempts; `retry_after` seconds
+├── InvalidInput           a request the schema accepted but the rules do not
+├── TooLarge               upload over LAPSE_MAX_UPLOAD_SIZE
+├── UnsupportedMedia       upload body of a type we do not take
+└── Unavailable            database or storage unreachable; `retry_after` seconds
+    └── InsufficientStorage  the disk is full
 """
 
 from enum import StrEnum

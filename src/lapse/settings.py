@@ -3,6 +3,7 @@
 Built by `create_app` and the CLI, never at import time, so tests and several apps in one process each get their own.
 """
 
+import contextlib
 import os
 import secrets
 from datetime import timedelta
@@ -93,10 +94,8 @@ def load_or_create_secret(path: Path) -> bytes:
             f.write(secrets.token_urlsafe(48).encode())
             f.flush()
             os.fsync(f.fileno())
-        try:
+        with contextlib.suppress(FileExistsError):  # another process won the race: use its secret
             os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process won the race; use its secret
     finally:
         tmp.unlink(missing_ok=True)
     return _read_secret(path)

@@ -71,7 +71,7 @@ async def sweep_once(
 
 
 async def _take_lock(session: AsyncSession) -> bool:
-    if session.bind.dialect.name != "postgresql":
+    if session.get_bind().dialect.name != "postgresql":
         return True
     result = await session.execute(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
     return bool(result.scalar_one())

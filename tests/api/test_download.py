@@ -69,8 +69,9 @@ async def test_full_get_carries_every_safe_header(alice: ApiClient, http: httpx.
 async def test_active_content_never_served_as_a_page(
     alice: ApiClient, http: httpx.AsyncClient, declared: str, served: str
 ) -> None:
-    file = await alice.upload(b"<svg onload=alert(1)>", name="x.png" if "png" in declared else "x.html",
-                              content_type=declared)
+    file = await alice.upload(
+        b"<svg onload=alert(1)>", name="x.png" if "png" in declared else "x.html", content_type=declared
+    )
     link = await alice.link(file["id"])
     response = await fresh_get(http, httpx.URL(link["url"]).path)
     assert response.headers["content-type"].split(";")[0] == served
@@ -87,8 +88,17 @@ async def test_head_has_get_headers_and_never_counts(alice: ApiClient, http: htt
     assert head.headers["lapse-downloads-remaining"] == "1"
     assert "lapse-expires-at" in head.headers
     get = await fresh_get(http, link["path"])
-    for name in ("content-type", "content-disposition", "etag", "last-modified", "cache-control",
-                 "content-security-policy", "x-content-type-options", "accept-ranges", "content-length"):
+    for name in (
+        "content-type",
+        "content-disposition",
+        "etag",
+        "last-modified",
+        "cache-control",
+        "content-security-policy",
+        "x-content-type-options",
+        "accept-ranges",
+        "content-length",
+    ):
         assert head.headers[name] == get.headers[name], name
     assert await downloads_of(alice, link) == 1
 
@@ -185,7 +195,9 @@ async def test_if_none_match_is_304_and_free(alice: ApiClient, http: httpx.Async
         assert response.headers["etag"] == etag
         assert response.headers["cache-control"] == "private, no-store"
     # If-None-Match beats If-Modified-Since: a mismatching tag sends the file though the date would say 304.
-    sent = await fresh_get(http, link["path"], if_none_match='"nope"', if_modified_since="Fri, 01 Jan 2100 00:00:00 GMT")
+    sent = await fresh_get(
+        http, link["path"], if_none_match='"nope"', if_modified_since="Fri, 01 Jan 2100 00:00:00 GMT"
+    )
     assert sent.status_code == 200
     assert await downloads_of(alice, link) == 1
 
@@ -223,7 +235,12 @@ async def test_unknown_or_malformed_token_is_generic_404(http: httpx.AsyncClient
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["cache-control"] == "no-store"
-    assert response.json() == {"type": "about:blank", "title": "Not Found", "status": 404, "detail": "No such link."}
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "No such link.",
+    }
 
 
 async def test_expired_link_is_410(alice: ApiClient, http: httpx.AsyncClient, runtime: Runtime) -> None:
@@ -269,7 +286,11 @@ async def test_grant_is_bound_to_its_link(alice: ApiClient, http: httpx.AsyncCli
 
 async def test_prefetch_never_counts(alice: ApiClient, http: httpx.AsyncClient) -> None:
     link = await alice.share(BODY, max_downloads=1)
-    for header in ({"sec-purpose": "prefetch"}, {"sec-purpose": "prefetch;prerender"}, {"purpose": "prefetch"}):
+    for header in (
+        {"sec-purpose": "prefetch"},
+        {"sec-purpose": "prefetch;prerender"},
+        {"purpose": "prefetch"},
+    ):
         response = await fresh_get(http, link["path"], **header)
         assert response.status_code == 403
         assert response.content != BODY

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -25,7 +26,9 @@ async def test_multipart_upload_answers_metadata(alice: ApiClient, blobs: object
 
 async def test_raw_put_upload_with_link(alice: ApiClient, http: httpx.AsyncClient) -> None:
     response = await alice.request(
-        "PUT", "/api/v1/files/notes.txt?max_downloads=3&expires_in=600", content=b"abc",
+        "PUT",
+        "/api/v1/files/notes.txt?max_downloads=3&expires_in=600",
+        content=b"abc",
         headers={"content-type": "text/plain"},
     )
     assert response.status_code == 201
@@ -66,7 +69,8 @@ async def test_hostile_filenames_are_cleaned(alice: ApiClient, http: httpx.Async
     assert file["name"] == kept
     link = await alice.link(file["id"])
     disposition = (await http.get(httpx.URL(link["url"]).path)).headers["content-disposition"]
-    assert "\r" not in disposition and "\n" not in disposition
+    assert "\r" not in disposition
+    assert "\n" not in disposition
     assert disposition.startswith('attachment; filename="')
     assert disposition.count(";") == 2  # nothing smuggled a parameter in
 
@@ -81,8 +85,7 @@ async def test_non_ascii_name_gets_ascii_fallback(alice: ApiClient, http: httpx.
     link = await alice.share(b"x", name="Résumé 履歴書.pdf")
     disposition = (await http.get(link["path"])).headers["content-disposition"]
     assert disposition == (
-        "attachment; filename=\"R_sum_ ___.pdf\"; "
-        "filename*=UTF-8''R%C3%A9sum%C3%A9%20%E5%B1%A5%E6%AD%B4%E6%9B%B8.pdf"
+        "attachment; filename=\"R_sum_ ___.pdf\"; filename*=UTF-8''R%C3%A9sum%C3%A9%20%E5%B1%A5%E6%AD%B4%E6%9B%B8.pdf"
     )
 
 
@@ -170,7 +173,7 @@ async def test_other_owner_gets_the_same_404_as_nonexistent(alice: ApiClient, bo
         ("DELETE", f"/api/v1/links/{link['id']}", "/api/v1/links/0000000000"),
         ("POST", f"/api/v1/files/{file['id']}/links", "/api/v1/files/0000000000/links"),
     ]:
-        kwargs = {"json": {}} if method in ("PATCH", "POST") else {}
+        kwargs: dict[str, Any] = {"json": {}} if method in ("PATCH", "POST") else {}
         theirs = await bob.request(method, path, **kwargs)
         nobody = await bob.request(method, missing, **kwargs)
         assert theirs.status_code == nobody.status_code == 404, (method, path)
@@ -186,7 +189,9 @@ async def test_admin_sees_every_file(alice: ApiClient, admin: ApiClient) -> None
     assert (await admin.request("GET", f"/api/v1/files/{file['id']}")).status_code == 200
 
 
-async def test_delete_removes_bytes_and_kills_links(alice: ApiClient, http: httpx.AsyncClient, settings: Settings) -> None:
+async def test_delete_removes_bytes_and_kills_links(
+    alice: ApiClient, http: httpx.AsyncClient, settings: Settings
+) -> None:
     link = await alice.share(b"bytes")
     assert len(stored_files(settings.data_dir / "blobs")) == 1
     assert (await alice.request("DELETE", f"/api/v1/files/{link['file_id']}")).status_code == 204

@@ -42,7 +42,12 @@ async def test_non_admin_is_403(alice: ApiClient) -> None:
 
 
 async def test_missing_or_bad_key_is_401(http: httpx.AsyncClient) -> None:
-    for headers in ({}, {"authorization": "Bearer nope"}, {"authorization": "Basic Zm9vOmJhcg=="}, {"x-api-key": ""}):
+    for headers in (
+        {},
+        {"authorization": "Bearer nope"},
+        {"authorization": "Basic Zm9vOmJhcg=="},
+        {"x-api-key": ""},
+    ):
         response = await http.get("/api/v1/keys", headers=headers)
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == 'Bearer realm="lapse"'

@@ -43,7 +43,9 @@ async def test_default_and_maximum_ttl(alice: ApiClient, settings: Settings) -> 
     capped = await alice.link(file["id"], expires_in=10 * 365 * 86400)
     assert abs(parse(capped["expires_at"]) - (before + settings.max_ttl)) < timedelta(seconds=5)
     far = (before + timedelta(days=3650)).isoformat()
-    assert abs(parse((await alice.link(file["id"], expires_at=far))["expires_at"]) - (before + settings.max_ttl)) < timedelta(seconds=5)
+    assert abs(
+        parse((await alice.link(file["id"], expires_at=far))["expires_at"]) - (before + settings.max_ttl)
+    ) < timedelta(seconds=5)
     exact = (before + timedelta(hours=5)).replace(microsecond=0)
     assert parse((await alice.link(file["id"], expires_at=exact.isoformat()))["expires_at"]) == exact
 

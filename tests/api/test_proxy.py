@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from lapse.app import create_app
 from lapse.runtime import Runtime
@@ -14,7 +14,11 @@ from tests.helpers import ApiClient
 
 pytestmark = pytest.mark.anyio
 
-FORWARDED = {"x-forwarded-proto": "https", "x-forwarded-host": "files.example.org", "x-forwarded-prefix": "/lapse"}
+FORWARDED = {
+    "x-forwarded-proto": "https",
+    "x-forwarded-host": "files.example.org",
+    "x-forwarded-prefix": "/lapse",
+}
 
 
 async def test_trusted_proxy_shapes_link_urls(alice: ApiClient) -> None:
@@ -24,7 +28,7 @@ async def test_trusted_proxy_shapes_link_urls(alice: ApiClient) -> None:
 
 
 @pytest.fixture
-async def untrusted_http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def untrusted_http(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 4321))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client

@@ -76,8 +76,15 @@ class JudgedFileResponse(FileResponse):
     """FileResponse over a scope whose Range and If-Range we already judged (see `serving`), so it sends exactly
     the ranges we decided; a password POST is answered as the GET it stands for."""
 
-    def __init__(self, path: Path, *, headers: dict[str, str], stat: os.stat_result, range_header: str | None,
-                 method: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        headers: dict[str, str],
+        stat: os.stat_result,
+        range_header: str | None,
+        method: str,
+    ) -> None:
         super().__init__(path, headers=headers, media_type=headers["Content-Type"], stat_result=stat)
         self.judged = {"range": range_header, "if_range": None}
         self.method = method
@@ -138,7 +145,9 @@ async def download(token: str, request: Request, session: SessionDep, runtime: R
     except OSError as exc:  # a row without bytes: refuse before counting (fail closed)
         raise Unavailable("The file's bytes are not reachable right now.") from exc
 
-    rep = serving.Representation(etag=f'"{target.file.sha256}"', last_modified=target.file.created_at, size=stat.st_size)
+    rep = serving.Representation(
+        etag=f'"{target.file.sha256}"', last_modified=target.file.created_at, size=stat.st_size
+    )
     headers = serving.representation_headers(rep, filename=target.file.name, content_type=target.file.content_type)
     # A POST answers like a GET; preconditions and Range are judged for the GET it stands for.
     decision = serving.evaluate("GET" if method == "POST" else method, request.headers, rep)
@@ -149,15 +158,25 @@ async def download(token: str, request: Request, session: SessionDep, runtime: R
             keep = ("ETag", "Last-Modified", "Cache-Control", *serving.SAFE_HEADERS)
             return Response(status_code=304, headers={k: v for k, v in headers.items() if k in keep})
         case serving.RangeNotSatisfiable():
-            return problem(416, "No requested range lies within the file.", headers={"Content-Range": f"bytes */{rep.size}"})
-    assert isinstance(decision, serving.Send)
+            return problem(
+                416,
+                "No requested range lies within the file.",
+                headers={"Content-Range": f"bytes */{rep.size}"},
+            )
+    if not isinstance(decision, serving.Send):  # the match above is exhaustive; this keeps mypy honest
+        raise TypeError(decision)
 
     if method == "HEAD":
         headers |= _link_status_headers(target)
     elif not target.granted:
         await redemption.redeem(session, target=target, now=now)
         await session.commit()  # counted before the first byte leaves
-        headers |= _grant_headers(request, runtime.grants.sign(target.link.id, now + runtime.settings.grant_ttl), token, runtime.settings.grant_ttl)
+        headers |= _grant_headers(
+            request,
+            runtime.grants.sign(target.link.id, now + runtime.settings.grant_ttl),
+            token,
+            runtime.settings.grant_ttl,
+        )
 
     # HEAD gets no Range (RFC 9110 §14.2); POST is answered as GET so that the body is sent.
     return JudgedFileResponse(

@@ -18,7 +18,6 @@ from lapse.links.schemas import LinkCreate
 from lapse.pagination import DEFAULT_LIMIT, MAX_LIMIT, encode_cursor
 
 
-
 class FilenameConvertor(Convertor[str]):
     """Any name, slashes and line breaks included: Starlette's `path` stops at a newline, and a hostile name
     should reach `clean_filename` (and be cleaned) rather than miss the route."""
@@ -94,7 +93,13 @@ async def upload_raw(
         data = LinkCreate(expires_in=expires_in, expires_at=expires_at, max_downloads=max_downloads, note=note)
         now = utc_now()
         link, token = await links_service.create_link(
-            session, owner=owner, file_id=file.id, data=data, policy=runtime.expiry, secret=runtime.secret, now=now
+            session,
+            owner=owner,
+            file_id=file.id,
+            data=data,
+            policy=runtime.expiry,
+            secret=runtime.secret,
+            now=now,
         )
         url = f"{public_base_url(request, runtime)}d/{token}"
         answer.link = links_service.describe(link, now=now, url=url)
@@ -126,4 +131,3 @@ async def delete_file(file_id: str, owner: OwnerDep, session: SessionDep, runtim
     await session.commit()  # row first, then bytes: a crash in between leaves an orphan the sweeper removes
     await runtime.storage.delete(storage_key)
     return Response(status_code=204)
-

@@ -16,12 +16,23 @@ router = APIRouter(prefix="/api/v1", tags=["links"])
 
 @router.post("/files/{file_id}/links", status_code=201, responses=responses(401, 404, 400, 422, 503))
 async def create_link(
-    file_id: str, data: LinkCreate, request: Request, owner: OwnerDep, session: SessionDep, runtime: RuntimeDep
+    file_id: str,
+    data: LinkCreate,
+    request: Request,
+    owner: OwnerDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
 ) -> LinkRead:
     """Mint a link. Its `url` is in this answer only: the server keeps just a hash of the token."""
     now = utc_now()
     link, token = await links_service.create_link(
-        session, owner=owner, file_id=file_id, data=data, policy=runtime.expiry, secret=runtime.secret, now=now
+        session,
+        owner=owner,
+        file_id=file_id,
+        data=data,
+        policy=runtime.expiry,
+        secret=runtime.secret,
+        now=now,
     )
     return links_service.describe(link, now=now, url=f"{public_base_url(request, runtime)}d/{token}")
 

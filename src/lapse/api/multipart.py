@@ -7,7 +7,6 @@ after authentication, and the file part's bytes go straight to storage, counted 
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-
 from typing import TYPE_CHECKING
 
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -52,7 +51,7 @@ class MultipartFile:
         self._header_bytes = 0
         self._header_field = b""
         self._headers: dict[bytes, bytes] = {}
-        callbacks: "MultipartCallbacks" = {
+        callbacks: MultipartCallbacks = {
             "on_part_begin": self._on_part_begin,
             "on_part_data": self._on_part_data,
             "on_part_end": self._on_part_end,

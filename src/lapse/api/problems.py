@@ -2,7 +2,7 @@
 
 import logging
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -80,15 +80,15 @@ UNAVAILABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.Tim
 
 def install(app: FastAPI) -> None:
     async def on_lapse_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, errors.LapseError)
-        return problem_for(exc)
+        return problem_for(cast(errors.LapseError, exc))
 
     async def on_http_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return problem(exc.status_code, exc.detail if exc.status_code != 404 else None, headers=exc.headers)
+        http_error = cast(HTTPException, exc)
+        detail = http_error.detail if http_error.status_code != 404 else None
+        return problem(http_error.status_code, detail, headers=dict(http_error.headers or {}))
 
     async def on_validation_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
+        exc = cast(RequestValidationError, exc)
         details = [
             {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}  # no `input`: it may hold a password
             for e in exc.errors()

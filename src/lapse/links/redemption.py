@@ -66,9 +66,7 @@ async def redeem(session: AsyncSession, *, target: Target, now: datetime) -> Non
     target.link.downloads = downloads
 
 
-async def check_password(
-    *, target: Target, password: str | None, limiter: RateLimiter, client: str
-) -> None:
+async def check_password(*, target: Target, password: str | None, limiter: RateLimiter, client: str) -> None:
     """Refuse (never counting) unless the password matches; throttle guessing per link and per client."""
     link = target.link
     if link.password_hash is None or target.granted:

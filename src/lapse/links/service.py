@@ -125,7 +125,13 @@ async def list_links(
 
 
 async def update_link(
-    session: AsyncSession, *, owner: ApiKey, link_id: str, data: LinkUpdate, policy: ExpiryPolicy, now: datetime
+    session: AsyncSession,
+    *,
+    owner: ApiKey,
+    link_id: str,
+    data: LinkUpdate,
+    policy: ExpiryPolicy,
+    now: datetime,
 ) -> Link:
     """Extend or shorten the expiry, raise or lower the limit, change the note. A revoked link stays revoked."""
     link = await get_link(session, owner=owner, link_id=link_id)

@@ -6,7 +6,8 @@ from alembic import context
 from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 
-from lapse.db.models import Base
+from lapse.db import models  # noqa: F401 - registers the tables on Base.metadata
+from lapse.db.base import Base
 from lapse.db.session import create_engine
 
 MIGRATION_LOCK_ID = 0x1A95F
@@ -25,7 +26,8 @@ def _migrate(connection: Connection) -> None:
 
 async def _run() -> None:
     url = context.config.attributes.get("database_url") or context.config.get_main_option("sqlalchemy.url")
-    assert url, "no database URL given to Alembic"
+    if not url:
+        raise RuntimeError("no database URL given to Alembic")
     engine = create_engine(url, poolclass=pool.NullPool)
     try:
         async with engine.connect() as connection:

@@ -2,16 +2,21 @@
 
 import errno
 import hashlib
+import io
 import os
 import secrets
 from collections.abc import AsyncIterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
 from lapse.errors import InsufficientStorage, TooLarge, Unavailable
 from lapse.storage.base import BlobInfo, StoredBlob
+
+if TYPE_CHECKING:
+    from _hashlib import HASH
 
 TEMP_PREFIX = ".tmp-"
 # Request bodies arrive in pieces of a few KiB; gathering them costs one thread hop per MiB, not per piece.
@@ -68,7 +73,7 @@ class LocalStorage:
         return await anyio.to_thread.run_sync(self._scan)
 
     def _scan(self) -> list[BlobInfo]:
-        found = []
+        found: list[BlobInfo] = []
         if not self.root.is_dir():
             return found
         for shard in self.root.iterdir():
@@ -101,12 +106,12 @@ class LocalStorage:
             raise _storage_error(exc) from exc
 
 
-def _open_new(path: Path) -> "os.FileIO":
+def _open_new(path: Path) -> io.FileIO:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "xb", buffering=0)  # noqa: SIM115 - closed by the caller after fsync
+    return io.FileIO(path, "xb")  # unbuffered: we gather writes ourselves (WRITE_BUFFER)
 
 
-def _write(file: "os.FileIO", digest: "hashlib._Hash", data: bytes) -> None:
+def _write(file: io.FileIO, digest: "HASH", data: bytes) -> None:
     view = memoryview(data)
     while view:
         written = file.write(view)
@@ -114,7 +119,7 @@ def _write(file: "os.FileIO", digest: "hashlib._Hash", data: bytes) -> None:
     digest.update(data)
 
 
-def _sync_and_close(file: "os.FileIO") -> None:
+def _sync_and_close(file: io.FileIO) -> None:
     os.fsync(file.fileno())
     file.close()
 

@@ -62,12 +62,8 @@ def upgrade() -> None:
         sa.Column("revoked_at", UTC, nullable=True),
         sa.Column("created_at", UTC, nullable=False),
         sa.CheckConstraint("downloads >= 0", name=op.f("ck_links_downloads_non_negative")),
-        sa.CheckConstraint(
-            "max_downloads IS NULL OR max_downloads >= 1", name=op.f("ck_links_max_downloads_positive")
-        ),
-        sa.ForeignKeyConstraint(
-            ["file_id"], ["files.id"], name=op.f("fk_links_file_id_files"), ondelete="SET NULL"
-        ),
+        sa.CheckConstraint("max_downloads IS NULL OR max_downloads >= 1", name=op.f("ck_links_max_downloads_positive")),
+        sa.ForeignKeyConstraint(["file_id"], ["files.id"], name=op.f("fk_links_file_id_files"), ondelete="SET NULL"),
         sa.ForeignKeyConstraint(["owner_id"], ["api_keys.id"], name=op.f("fk_links_owner_id_api_keys")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_links")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_links_token_hash")),

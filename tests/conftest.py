@@ -17,11 +17,10 @@ from starlette.types import ASGIApp
 
 from lapse.app import create_app
 from lapse.db.migrate import upgrade
-from lapse.db.session import create_engine, transaction
-from lapse.keys import service as keys_service
+from lapse.db.session import create_engine
 from lapse.runtime import Runtime, open_runtime
 from lapse.settings import Settings
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, new_key
 
 PG_ADMIN_URL = os.environ.get("LAPSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 TEST_SECRET = "test-secret-" + "x" * 40
@@ -100,12 +99,6 @@ async def app(settings: Settings) -> AsyncIterator[ASGIApp]:
         yield manager.app
 
 
-async def _new_key(runtime: Runtime, name: str, *, admin: bool) -> str:
-    async with transaction(runtime.sessions) as session:
-        _, raw = await keys_service.create_key(session, secret=runtime.secret, name=name, admin=admin)
-    return raw
-
-
 @pytest.fixture
 async def http(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
@@ -115,17 +108,17 @@ async def http(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def alice(http: httpx.AsyncClient, runtime: Runtime) -> ApiClient:
-    return ApiClient(http, await _new_key(runtime, "alice", admin=False))
+    return ApiClient(http, await new_key(runtime, "alice", admin=False))
 
 
 @pytest.fixture
 async def bob(http: httpx.AsyncClient, runtime: Runtime) -> ApiClient:
-    return ApiClient(http, await _new_key(runtime, "bob", admin=False))
+    return ApiClient(http, await new_key(runtime, "bob", admin=False))
 
 
 @pytest.fixture
 async def admin(http: httpx.AsyncClient, runtime: Runtime) -> ApiClient:
-    return ApiClient(http, await _new_key(runtime, "root", admin=True))
+    return ApiClient(http, await new_key(runtime, "root", admin=True))
 
 
 @pytest.fixture

@@ -6,6 +6,10 @@ from typing import Any
 
 import httpx
 
+from lapse.db.session import transaction
+from lapse.keys import service as keys_service
+from lapse.runtime import Runtime
+
 
 @dataclass
 class ApiClient:
@@ -43,3 +47,10 @@ class ApiClient:
 def stored_files(root: Path) -> list[Path]:
     """Every regular file under the blob folder: blobs and temp files alike."""
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+async def new_key(runtime: Runtime, name: str, *, admin: bool = False) -> str:
+    """Issue an API key through the service, as `lapse keys create` does."""
+    async with transaction(runtime.sessions) as session:
+        _, raw = await keys_service.create_key(session, secret=runtime.secret, name=name, admin=admin)
+    return raw

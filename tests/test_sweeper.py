@@ -7,14 +7,17 @@ from datetime import timedelta
 import anyio
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from sqlalchemy import update
 
+from lapse.app import create_app
 from lapse.db.base import utc_now
 from lapse.db.models import File, Link
 from lapse.db.session import transaction
-from lapse.runtime import Runtime
+from lapse.runtime import Runtime, open_runtime
+from lapse.settings import Settings
 from lapse.sweeper import sweep_once
-from tests.helpers import ApiClient, stored_files
+from tests.helpers import ApiClient, new_key, stored_files
 
 pytestmark = pytest.mark.anyio
 HOUR = timedelta(hours=1)
@@ -109,3 +112,22 @@ async def test_concurrent_sweeps_do_not_conflict(alice: ApiClient, runtime: Runt
     assert sum(r.files for r in reports) == 6
     assert await file_ids(alice) == set()
     assert stored_files(runtime.settings.data_dir / "blobs") == []
+
+
+async def test_the_lifespan_runs_the_sweeper(settings: Settings) -> None:
+    quick = settings.model_copy(
+        update={
+            "sweep_interval": timedelta(seconds=0.2),
+            "file_grace": timedelta(0),
+            "grant_ttl": timedelta(seconds=1),
+        }
+    )
+    async with LifespanManager(create_app(quick)) as manager, open_runtime(quick) as runtime:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            owner = ApiClient(http, await new_key(runtime, "sweepy"))
+            await owner.upload(b"never linked")
+            with anyio.fail_after(15):
+                while await file_ids(owner):  # noqa: ASYNC110 - polls the sweeper task through the API
+                    await anyio.sleep(0.1)
+    assert stored_files(quick.data_dir / "blobs") == []

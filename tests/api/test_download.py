@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from lapse.db.base import utc_now
 from lapse.db.models import Link
@@ -333,6 +333,14 @@ async def test_password_link(alice: ApiClient, http: httpx.AsyncClient) -> None:
     assert resumed.status_code == 206
     http.cookies.clear()
     assert (await http.post(link["path"], data={"password": "s3cret pass"})).status_code == 410
+
+
+async def test_password_is_stored_as_argon2id(alice: ApiClient, runtime: Runtime) -> None:
+    link = await alice.share(BODY, password="pw")
+    async with transaction(runtime.sessions) as session:
+        stored = (await session.execute(select(Link.password_hash).where(Link.id == link["id"]))).scalar_one()
+    assert stored is not None
+    assert stored.startswith("$argon2id$")
 
 
 async def test_password_by_basic_auth_and_json(alice: ApiClient, http: httpx.AsyncClient) -> None:

@@ -13,31 +13,27 @@ class LinkState(StrEnum):
     FILE_DELETED = "file_deleted"
 
 
-class LinkCreate(BaseModel):
+class _LinkTerms(BaseModel):
+    """What a link's owner may set at creation and change later."""
+
     expires_in: int | None = Field(default=None, gt=0, description="Seconds from now; capped at the server maximum.")
     expires_at: AwareDatetime | None = Field(default=None, description="Absolute expiry; capped likewise.")
     max_downloads: int | None = Field(default=None, ge=1, le=2**31 - 1, description="null: unlimited")
+    note: str | None = Field(default=None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> Self:
+        if self.expires_in is not None and self.expires_at is not None:
+            raise ValueError("give expires_in or expires_at, not both")
+        return self
+
+
+class LinkCreate(_LinkTerms):
     password: str | None = Field(default=None, min_length=1, max_length=1024)
-    note: str | None = Field(default=None, max_length=1000)
-
-    @model_validator(mode="after")
-    def _one_expiry(self) -> Self:
-        if self.expires_in is not None and self.expires_at is not None:
-            raise ValueError("give expires_in or expires_at, not both")
-        return self
 
 
-class LinkUpdate(BaseModel):
-    expires_in: int | None = Field(default=None, gt=0)
-    expires_at: AwareDatetime | None = None
-    max_downloads: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    note: str | None = Field(default=None, max_length=1000)
-
-    @model_validator(mode="after")
-    def _one_expiry(self) -> Self:
-        if self.expires_in is not None and self.expires_at is not None:
-            raise ValueError("give expires_in or expires_at, not both")
-        return self
+class LinkUpdate(_LinkTerms):
+    """Only the fields sent change; `max_downloads: null` makes the link unlimited."""
 
 
 class LinkRead(BaseModel):

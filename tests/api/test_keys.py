@@ -1,11 +1,13 @@
 """/api/v1/keys: admin only; keys shown once, stored as HMACs, revocable."""
 
+import anyio
 import httpx
 import pytest
 from sqlalchemy import select
 
 from lapse.db.models import ApiKey
 from lapse.db.session import transaction
+from lapse.keys import service as keys_service
 from lapse.runtime import Runtime
 from tests.helpers import ApiClient
 
@@ -56,3 +58,18 @@ async def test_missing_or_bad_key_is_401(http: httpx.AsyncClient) -> None:
 
 async def test_revoking_unknown_key_is_404(admin: ApiClient) -> None:
     assert (await admin.request("DELETE", "/api/v1/keys/nope")).status_code == 404
+
+
+async def test_first_admin_is_made_once_under_concurrency(runtime: Runtime) -> None:
+    made: list[str | None] = []
+
+    async def first() -> None:
+        async with transaction(runtime.sessions) as session:
+            made.append(await keys_service.create_first_admin(session, secret=runtime.secret))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(5):
+            group.start_soon(first)
+    assert len([key for key in made if key is not None]) == 1
+    async with transaction(runtime.sessions) as session:
+        assert len(await keys_service.list_keys(session)) == 1

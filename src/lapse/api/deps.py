@@ -45,9 +45,13 @@ def _presented_key(request: Request) -> str | None:
 
 
 async def get_owner(request: Request, runtime: RuntimeDep, session: SessionDep) -> ApiKey:
-    return await keys_service.authenticate(
+    """Authenticate in a short transaction of its own, committed at once: an upload then streams its body with
+    no transaction open, so it holds neither SQLite's write lock nor the key row's lock on PostgreSQL."""
+    owner = await keys_service.authenticate(
         session, secret=runtime.secret, raw_key=_presented_key(request), now=utc_now()
     )
+    await session.commit()
+    return owner
 
 
 OwnerDep = Annotated[ApiKey, Depends(get_owner)]

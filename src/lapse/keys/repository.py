@@ -3,10 +3,12 @@
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lapse.db.models import ApiKey
+
+FIRST_KEY_LOCK_ID = 0x1A960
 
 
 class KeyRepository:
@@ -22,6 +24,12 @@ class KeyRepository:
 
     async def list_all(self) -> Sequence[ApiKey]:
         return (await self.session.execute(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id))).scalars().all()
+
+    async def lock_keys(self) -> None:
+        """Serialise check-then-insert on the keys table until this transaction ends. SQLite's BEGIN IMMEDIATE
+        already does; PostgreSQL needs an advisory lock."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            await self.session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": FIRST_KEY_LOCK_ID})
 
     async def count(self) -> int:
         return (await self.session.execute(select(func.count()).select_from(ApiKey))).scalar_one()

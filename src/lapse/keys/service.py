@@ -39,7 +39,9 @@ async def create_key(session: AsyncSession, *, secret: bytes, name: str, admin: 
 
 async def create_first_admin(session: AsyncSession, *, secret: bytes) -> str | None:
     """On a fresh install, one admin key so the server is usable at once; None when any key exists."""
-    if await KeyRepository(session).count() > 0:
+    repo = KeyRepository(session)
+    await repo.lock_keys()  # two servers starting at once on an empty database make one key, not two
+    if await repo.count() > 0:
         return None
     _, raw = await create_key(session, secret=secret, name="first admin", admin=True)
     return raw

@@ -1,0 +1,63 @@
+"""Exactly-k (DESIGN §2.1) against a real server with two worker processes: 200 strangers at once, k bytes served."""
+
+import os
+from collections import Counter
+
+import anyio
+import httpx
+import pytest
+
+from tests.server.api import fresh_client, link_info, share
+from tests.server.conftest import Service
+
+pytestmark = [pytest.mark.anyio, pytest.mark.server]
+
+REQUESTS = 200
+
+
+async def _stampede(base_url: str, path: str, count: int) -> list[httpx.Response]:
+    """`count` GETs at once, each on its own connection, none carrying a cookie or a grant."""
+    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
+    responses: list[httpx.Response] = []
+    async with fresh_client(base_url, limits=limits) as client:
+
+        async def fetch() -> None:
+            responses.append(await client.get(path))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(count):
+                group.start_soon(fetch)
+        assert not client.cookies, "the client kept a cookie: later requests were not strangers"
+    return responses
+
+
+@pytest.mark.parametrize("max_downloads", [1, 5])
+async def test_simultaneous_downloads_serve_exactly_max_downloads(shared: Service, max_downloads: int) -> None:
+    data = os.urandom(64 * 1024)
+    with anyio.fail_after(120):
+        async with fresh_client(shared.url) as api:
+            uploaded = await share(api, shared.key, data, "burst.bin", max_downloads=max_downloads)
+            link = uploaded["link"]
+            assert link["downloads"] == 0
+            assert link["remaining"] == max_downloads
+
+            responses = await _stampede(shared.url, link["path"], REQUESTS)
+
+            statuses = Counter(r.status_code for r in responses)
+            assert statuses == {200: max_downloads, 410: REQUESTS - max_downloads}, statuses
+            for response in responses:
+                assert "cookie" not in response.request.headers
+                assert "lapse-grant" not in response.request.headers
+                if response.status_code == 200:
+                    assert response.content == data
+                    assert response.headers["lapse-grant"]
+                else:
+                    assert response.headers["content-type"] == "application/problem+json"
+                    assert response.headers["cache-control"] == "no-store"
+                    assert response.json()["reason"] == "exhausted"
+                    assert "lapse-grant" not in response.headers
+
+            after = await link_info(api, shared.key, link["id"])
+    assert after["downloads"] == max_downloads
+    assert after["remaining"] == 0
+    assert after["state"] == "exhausted"

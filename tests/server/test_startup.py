@@ -1,0 +1,79 @@
+"""Starting up: several processes on one fresh database migrate it once and agree on the secret; a bad setting
+stops `lapse serve` at once with one readable line."""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import pytest
+from alembic.script import ScriptDirectory
+
+from lapse.db.migrate import alembic_config
+from tests.server.api import fresh_client, list_files
+from tests.server.process import LAPSE, LapseServer, free_port, fresh_database, query
+
+pytestmark = [pytest.mark.anyio, pytest.mark.server]
+
+
+@pytest.fixture
+def together(kind: str, tmp_path: Path) -> Iterator[list[LapseServer]]:
+    """Two `lapse serve --workers 2` on one fresh database and one data folder, with no configured secret,
+    launched before either is waited for: their migrations, secret files and first admin keys race."""
+    with fresh_database(kind, tmp_path) as url:
+        servers = [LapseServer(tmp_path, url, workers=2, name=name, secret_key=None) for name in ("first", "second")]
+        try:
+            for server in servers:
+                server.launch()
+            for server in servers:
+                server.wait_healthy()
+            yield servers
+        finally:
+            for server in servers:
+                server.stop()
+                print(server.logs())
+
+
+async def test_processes_starting_at_once_on_a_fresh_database_migrate_it_once(together: list[LapseServer]) -> None:
+    with anyio.fail_after(60):
+        for server in together:
+            async with fresh_client(server.url) as client:
+                for _ in range(8):  # fresh connections, so that both workers are likely asked
+                    ready = await client.get("/readyz", headers={"Connection": "close"})
+                    assert ready.status_code == 200, ready.text
+
+        url = together[0].database_url
+        head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+        assert await query(url, "SELECT version_num FROM alembic_version") == [(head,)]
+
+        # They all use one secret: a key the CLI makes with the secret file works on every one of them.
+        key = await anyio.to_thread.run_sync(together[0].create_key, "after-start")
+        for server in together:
+            async with fresh_client(server.url) as client:
+                assert await list_files(client, key) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"LAPSE_DEFAULT_TTL": "banana"},
+        {"LAPSE_DEFAULT_TTL": "2d", "LAPSE_MAX_TTL": "1d"},  # each fine alone; together inconsistent
+    ],
+    ids=["not-a-duration", "longer-than-max"],
+)
+async def test_a_bad_setting_stops_serve_with_one_line(bad: dict[str, str], tmp_path: Path) -> None:
+    server = LapseServer(tmp_path, f"sqlite:///{tmp_path / 'lapse.db'}", env=bad)
+    command = [LAPSE, "serve", "--host", "127.0.0.1", "--port", str(free_port()), "--workers", "2"]
+    started = time.monotonic()
+    with anyio.fail_after(15):
+        result = await anyio.run_process(command, env=server.environment(), cwd=tmp_path, check=False)
+    elapsed = time.monotonic() - started
+    stderr = result.stderr.decode()
+    assert result.returncode != 0
+    assert elapsed < 10, f"took {elapsed:.1f} s to give up"
+    assert "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert "LAPSE_DEFAULT_TTL" in lines[0]
+    assert not (tmp_path / "lapse.db").exists(), "it touched the database before checking its settings"

@@ -90,3 +90,12 @@ def test_every_command_has_help(cli_env: dict[str, str]) -> None:
     code, out, _ = lapse(cli_env, "--help")
     for name in ("serve", "db", "keys", "sweep"):
         assert name in out
+
+
+def test_a_fresh_data_dir_is_created(tmp_path: Path) -> None:
+    data_dir = tmp_path / "not" / "there" / "yet"
+    env = {"LAPSE_DATA_DIR": str(data_dir), "LAPSE_SECRET_KEY": "f" * 40, "LAPSE_DATABASE_URL": ""}
+    code, out, _ = lapse(env, "keys", "create", "first", "--json")
+    assert code == 0
+    assert json.loads(out)["key"].startswith("lapse_")
+    assert (data_dir / "lapse.db").is_file()

@@ -1,6 +1,7 @@
 """Starting up: several processes on one fresh database migrate it once and agree on the secret; a bad setting
 stops `lapse serve` at once with one readable line."""
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,8 @@ from tests.server.api import fresh_client, list_files
 from tests.server.process import LAPSE, LapseServer, free_port, fresh_database, query
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server]
+
+FIRST_KEY = re.compile(r"shown only this once:\s+(lapse_[A-Za-z0-9_-]+)")
 
 
 @pytest.fixture
@@ -47,6 +50,14 @@ async def test_processes_starting_at_once_on_a_fresh_database_migrate_it_once(to
         head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
         assert await query(url, "SELECT version_num FROM alembic_version") == [(head,)]
 
+        # One first admin key between them, printed once, on whichever console made it; it is an admin's.
+        printed = [key for server in together for key in FIRST_KEY.findall(server.stderr_path.read_text())]
+        assert len(printed) == 1, printed
+        async with fresh_client(together[1].url) as client:
+            keys = await client.get("/api/v1/keys", headers={"Authorization": f"Bearer {printed[0]}"})
+            assert keys.status_code == 200
+            assert [k["name"] for k in keys.json()["items"]] == ["first admin"]
+
         # They all use one secret: a key the CLI makes with the secret file works on every one of them.
         key = await anyio.to_thread.run_sync(together[0].create_key, "after-start")
         for server in together:
@@ -77,3 +88,13 @@ async def test_a_bad_setting_stops_serve_with_one_line(bad: dict[str, str], tmp_
     assert len(lines) == 1, stderr
     assert "LAPSE_DEFAULT_TTL" in lines[0]
     assert not (tmp_path / "lapse.db").exists(), "it touched the database before checking its settings"
+
+
+def test_the_first_admin_key_is_printed_on_the_first_start_only(tmp_path: Path) -> None:
+    server = LapseServer(tmp_path, f"sqlite:///{tmp_path / 'lapse.db'}", workers=1)
+    for _ in range(2):
+        server.start()
+        server.stop()
+    first, second = ((tmp_path / name).read_text() for name in ("lapse.stderr", "lapse.2.stderr"))
+    assert len(FIRST_KEY.findall(first)) == 1
+    assert "lapse_" not in second

@@ -1,4 +1,5 @@
-"""The `lapse` command: server-side commands (serve, db, keys, sweep)."""
+"""The `lapse` command: server-side commands (serve, db, keys, sweep) and the client (share, get, files, links,
+login, logout)."""
 
 from lapse.cli.main import app, main
 

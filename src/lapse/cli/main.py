@@ -1,4 +1,4 @@
-"""`lapse serve | db upgrade | keys create/list/revoke | sweep`."""
+"""`lapse serve | db upgrade | keys create/list/revoke | sweep`, and the client commands registered below."""
 
 import json
 from typing import Annotated
@@ -9,6 +9,10 @@ from rich.console import Console
 from rich.table import Table
 
 from lapse.cli.common import err, fail, load_settings, migrate, run_with_runtime
+from lapse.cli.get import get
+from lapse.cli.login import login, logout
+from lapse.cli.manage import files_app, links_app
+from lapse.cli.share import share
 from lapse.db.base import utc_now
 from lapse.db.session import transaction
 from lapse.errors import NotFound
@@ -145,6 +149,15 @@ def sweep() -> None:
         return f"Removed {report.files} files, {report.orphans} orphan blobs, {report.temp_files} temp files."
 
     err.print(run_with_runtime(settings, once))
+
+
+# The client: talks to a Lapse server over HTTP (lapse.client), never to the database.
+app.command(rich_help_panel="Client")(share)
+app.command(rich_help_panel="Client")(get)
+app.add_typer(files_app, name="files", rich_help_panel="Client")
+app.add_typer(links_app, name="links", rich_help_panel="Client")
+app.command(rich_help_panel="Client")(login)
+app.command(rich_help_panel="Client")(logout)
 
 
 def main() -> None:

@@ -1,16 +1,17 @@
 """What every server-side command shares: settings with one clear line on error, and running async work."""
 
 from collections.abc import Awaitable, Callable
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import anyio
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from lapse.db.migrate import upgrade
-from lapse.runtime import Runtime, open_runtime
 from lapse.settings import Settings
+
+if TYPE_CHECKING:
+    from lapse.runtime import Runtime
 
 T = TypeVar("T")
 err = Console(stderr=True, highlight=False)
@@ -37,13 +38,17 @@ def load_settings() -> Settings:
 
 
 def migrate(settings: Settings) -> None:
+    from lapse.db.migrate import upgrade  # Alembic and SQLAlchemy: only for the commands that need them
+
     try:
         upgrade(settings.database_url)
     except Exception as exc:  # any driver's connection error: say it in one line, no traceback
         fail(f"cannot bring the database up to date ({settings.database_url.split('@')[-1]}): {exc}")
 
 
-def run_with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
+def run_with_runtime(settings: Settings, work: Callable[["Runtime"], Awaitable[T]]) -> T:
+    from lapse.runtime import open_runtime
+
     async def runner() -> T:
         async with open_runtime(settings) as runtime:
             return await work(runtime)

@@ -1,0 +1,157 @@
+"""Server-side commands: serve, db upgrade, keys, sweep. They talk to the database directly.
+
+The heavy imports (uvicorn, SQLAlchemy, Alembic) live inside the commands, so that the client commands of the
+same `lapse` program start in a fraction of the time and memory.
+"""
+
+import json
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lapse.cli.common import err, fail, load_settings, migrate, run_with_runtime
+
+if TYPE_CHECKING:
+    from lapse.keys.schemas import KeyCreated, KeyRead
+    from lapse.runtime import Runtime
+
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (server side: talks to the database directly).", no_args_is_help=True)
+out = Console(highlight=False)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+) -> None:
+    """Bring the schema up to date, make a first admin key if there is none, and serve."""
+    import uvicorn
+
+    from lapse.db.session import transaction
+    from lapse.keys import service as keys_service
+
+    settings = load_settings()
+    migrate(settings)
+
+    async def first_key(runtime: "Runtime") -> str | None:
+        async with transaction(runtime.sessions) as session:
+            return await keys_service.create_first_admin(session, secret=runtime.secret)
+
+    if (key := run_with_runtime(settings, first_key)) is not None:
+        err.print(f"[bold]First start: created an admin API key. It is shown only this once:[/]\n\n    {key}\n")
+    uvicorn.run(
+        "lapse.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=None if reload else workers,
+        reload=reload,
+        proxy_headers=False,  # lapse.middleware.ProxyHeadersMiddleware honours LAPSE_TRUSTED_PROXIES instead
+        server_header=False,
+        log_level=settings.log_level,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration not yet applied."""
+    settings = load_settings()
+    migrate(settings)
+    err.print("Database is up to date.")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="What the key is for.")],
+    admin: Annotated[bool, typer.Option("--admin", help="May manage keys and see every file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """Issue a key. It is printed once; only its hash is kept."""
+    from lapse.db.session import transaction
+    from lapse.keys import service as keys_service
+    from lapse.keys.schemas import KeyCreated
+
+    settings = load_settings()
+    migrate(settings)
+
+    async def create(runtime: "Runtime") -> "KeyCreated":
+        async with transaction(runtime.sessions) as session:
+            key, raw = await keys_service.create_key(session, secret=runtime.secret, name=name, admin=admin)
+            return KeyCreated.of(key, raw)
+
+    created = run_with_runtime(settings, create)
+    if as_json:
+        print(created.model_dump_json())
+    else:
+        out.print(f"Key [bold]{created.id}[/] ({'admin' if created.admin else 'user'}): {created.key}")
+
+
+@keys_app.command("list")
+def keys_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List keys (never the keys themselves)."""
+    from lapse.db.session import transaction
+    from lapse.keys import service as keys_service
+    from lapse.keys.schemas import KeyRead
+
+    settings = load_settings()
+    migrate(settings)
+
+    async def read(runtime: "Runtime") -> "list[KeyRead]":
+        async with transaction(runtime.sessions) as session:
+            return [KeyRead.model_validate(k) for k in await keys_service.list_keys(session)]
+
+    keys = run_with_runtime(settings, read)
+    if as_json:
+        print(json.dumps([k.model_dump(mode="json") for k in keys]))
+        return
+    table = Table("id", "name", "admin", "created", "last used", "revoked")
+    for k in keys:
+        table.add_row(
+            k.id,
+            k.name,
+            "yes" if k.admin else "",
+            f"{k.created_at:%Y-%m-%d %H:%M}",
+            f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "",
+            f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "",
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (see `lapse keys list`).")]) -> None:
+    """Revoke a key at once."""
+    from lapse.db.base import utc_now
+    from lapse.db.session import transaction
+    from lapse.errors import NotFound
+    from lapse.keys import service as keys_service
+
+    settings = load_settings()
+    migrate(settings)
+
+    async def revoke(runtime: "Runtime") -> None:
+        async with transaction(runtime.sessions) as session:
+            await keys_service.revoke_key(session, key_id=key_id, now=utc_now())
+
+    try:
+        run_with_runtime(settings, revoke)
+    except NotFound:
+        fail(f"no key with id {key_id}", code=1)
+    err.print(f"Key {key_id} revoked.")
+
+
+def sweep() -> None:
+    """Run one sweeper pass now: abandoned files, orphan blobs, stale temp files."""
+    from lapse.sweeper import sweep_once
+
+    settings = load_settings()
+    migrate(settings)
+
+    async def once(runtime: "Runtime") -> str:
+        report = await sweep_once(runtime.sessions, runtime.storage, grace=settings.sweep_grace)
+        return f"Removed {report.files} files, {report.orphans} orphan blobs, {report.temp_files} temp files."
+
+    err.print(run_with_runtime(settings, once))

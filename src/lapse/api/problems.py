@@ -1,6 +1,7 @@
 """Errors as RFC 9457 problem+json: the one place that maps domain errors to HTTP."""
 
 import logging
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -55,7 +56,8 @@ def problem_for(exc: errors.LapseError) -> Response:
         case errors.RateLimited(retry_after=retry_after):
             return problem(429, exc.message, headers={"Retry-After": str(retry_after)})
         case errors.TooLarge():
-            return problem(413, exc.message)
+            # The rest of the body is unread: closing tells the client to stop sending it now.
+            return problem(413, exc.message, headers={"Connection": "close"})
         case errors.UnsupportedMedia():
             return problem(415, exc.message)
         case errors.InsufficientStorage(retry_after=retry_after):
@@ -64,6 +66,15 @@ def problem_for(exc: errors.LapseError) -> Response:
             return problem(503, exc.message, headers={"Retry-After": str(retry_after)})
         case _:
             return problem(400, exc.message)  # InvalidInput
+
+
+# A transport that shows errors to people (the web page) may answer a domain error itself, e.g. with HTML for a
+# browser; it returns None to leave the answer to problem+json. Registered per app, on app.state.
+ErrorPages = Callable[[Request, errors.LapseError], Awaitable[Response | None]]
+
+
+def set_error_pages(app: FastAPI, render: ErrorPages) -> None:
+    app.state.error_pages = render
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -79,8 +90,12 @@ UNAVAILABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.Tim
 
 
 def install(app: FastAPI) -> None:
-    async def on_lapse_error(_: Request, exc: Exception) -> Response:
-        return problem_for(cast(errors.LapseError, exc))
+    async def on_lapse_error(request: Request, exc: Exception) -> Response:
+        error = cast(errors.LapseError, exc)
+        render: ErrorPages | None = getattr(request.app.state, "error_pages", None)
+        if render is not None and (page := await render(request, error)) is not None:
+            return page
+        return problem_for(error)
 
     async def on_http_error(_: Request, exc: Exception) -> Response:
         http_error = cast(HTTPException, exc)

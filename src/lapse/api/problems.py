@@ -56,8 +56,7 @@ def problem_for(exc: errors.LapseError) -> Response:
         case errors.RateLimited(retry_after=retry_after):
             return problem(429, exc.message, headers={"Retry-After": str(retry_after)})
         case errors.TooLarge():
-            # The rest of the body is unread: closing tells the client to stop sending it now.
-            return problem(413, exc.message, headers={"Connection": "close"})
+            return problem(413, exc.message)
         case errors.UnsupportedMedia():
             return problem(415, exc.message)
         case errors.InsufficientStorage(retry_after=retry_after):

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from lapse import __version__, sweeper
+from lapse import __version__, sweeper, web
 from lapse.api import download, files, keys, links, ops, problems
 from lapse.middleware import DefaultHeadersMiddleware, ProxyHeadersMiddleware
 from lapse.runtime import open_runtime
@@ -44,6 +44,7 @@ def create_app(settings: Settings, *, sweep: bool = True) -> FastAPI:
     problems.install(app)
     for module in (files, links, keys, download, ops):
         app.include_router(module.router)
+    web.install(app)
     app.add_middleware(DefaultHeadersMiddleware)
     app.add_middleware(ProxyHeadersMiddleware, trusted=settings.trusted_proxies)
     return app

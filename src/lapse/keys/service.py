@@ -30,6 +30,14 @@ async def authenticate(session: AsyncSession, *, secret: bytes, raw_key: str | N
     return key
 
 
+async def get_active_key(session: AsyncSession, *, key_id: str) -> ApiKey:
+    """The key a browser session names, looked up again on every request: revoking it ends its sessions."""
+    key = await KeyRepository(session).get(key_id)
+    if key is None or key.revoked_at is not None:
+        raise Unauthorized("Your session has ended; sign in again.")
+    return key
+
+
 async def create_key(session: AsyncSession, *, secret: bytes, name: str, admin: bool) -> tuple[ApiKey, str]:
     raw = new_api_key()
     key = ApiKey(name=clean_text(name, max_length=200) or "key", key_hash=hash_secret(secret, raw), is_admin=admin)

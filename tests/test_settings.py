@@ -64,6 +64,7 @@ def test_env_and_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         {"LAPSE_DEFAULT_TTL": "40d"},
         {"LAPSE_TRUSTED_PROXIES": "not-an-ip"},
         {"LAPSE_PUBLIC_URL": "ftp://x"},
+        {"LAPSE_SECRET_KEY": "too-short"},
     ],
 )
 def test_bad_settings_are_refused(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from lapse import __version__, sweeper, web
 from lapse.api import download, files, keys, links, ops, problems
+from lapse.logs import redact_access_logs
 from lapse.middleware import DefaultHeadersMiddleware, ProxyHeadersMiddleware
 from lapse.runtime import open_runtime
 from lapse.settings import Settings
@@ -40,6 +41,7 @@ def create_app(settings: Settings, *, sweep: bool = True) -> FastAPI:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
 
+    redact_access_logs()
     app = FastAPI(title="Lapse", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     problems.install(app)
     for module in (files, links, keys, download, ops):

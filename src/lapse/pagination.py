@@ -21,12 +21,16 @@ def encode_cursor(created_at: datetime, row_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    invalid = InvalidInput("The cursor is not valid; use the `next_cursor` of a previous page.")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, row_id = json.loads(raw)
-        return datetime.fromisoformat(created), str(row_id)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise InvalidInput("The cursor is not valid; use the `next_cursor` of a previous page.") from exc
+        created_at = datetime.fromisoformat(created)
+    except (ValueError, TypeError, binascii.Error, RecursionError) as exc:
+        raise invalid from exc
+    if created_at.tzinfo is None:  # ours always carry one; a naive one was made up
+        raise invalid
+    return created_at, str(row_id)
 
 
 def page(

@@ -57,6 +57,16 @@ class Settings(BaseSettings):
             raise ValueError("must be positive")
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # Grants, sessions and CSRF tokens are HMACs under this key: a short one could be guessed offline.
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError(
+                "must be at least 32 characters (try: python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":
         if self.default_ttl > self.max_ttl:

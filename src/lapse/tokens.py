@@ -3,9 +3,11 @@
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from datetime import datetime
 
+_EXPIRY = re.compile(r"[0-9]{1,12}")
 TOKEN_BYTES = 24  # 192 bits; DESIGN asks for at least 128
 KEY_PREFIX = "lapse_"
 
@@ -26,6 +28,12 @@ def new_api_key() -> str:
 def looks_like_token(value: str) -> bool:
     """Cheap shape check so a malformed token never reaches the database."""
     return 16 <= len(value) <= 64 and all(c.isascii() and (c.isalnum() or c in "-_") for c in value)
+
+
+def same_secret(expected: str, presented: str) -> bool:
+    """Constant-time equality for values that came from a client. `hmac.compare_digest` raises TypeError on
+    non-ASCII str, which a hostile cookie or header would turn into a 500; bytes never do."""
+    return hmac.compare_digest(expected.encode(), presented.encode("utf-8", "surrogateescape"))
 
 
 def hash_secret(server_secret: bytes, value: str) -> str:
@@ -53,9 +61,10 @@ class GrantSigner:
 
     def verify(self, grant: str, *, link_id: str, now: datetime) -> bool:
         parts = grant.split(".")
-        if len(parts) != 3 or parts[0] != link_id or not parts[1].isdigit():
+        # ASCII digits only, and few: str.isdigit() also takes "²", which int() refuses.
+        if len(parts) != 3 or parts[0] != link_id or not _EXPIRY.fullmatch(parts[1]):
             return False
         expires = int(parts[1])
         if expires <= now.timestamp():
             return False
-        return hmac.compare_digest(parts[2], self._mac(link_id, expires))
+        return same_secret(self._mac(link_id, expires), parts[2])

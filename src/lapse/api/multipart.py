@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
@@ -121,9 +122,15 @@ class MultipartFile:
                 self._body_bytes += len(chunk)
                 if self._body_bytes > self._max_body:
                     raise TooLarge(f"The upload is larger than the limit of {self._max_body} bytes.")
-                self._parser.write(chunk)
+                try:
+                    self._parser.write(chunk)
+                except FormParserError as exc:
+                    raise InvalidInput("The multipart body is malformed.") from exc
                 return True
-        self._parser.finalize()
+        try:
+            self._parser.finalize()
+        except FormParserError as exc:
+            raise InvalidInput("The multipart body is malformed.") from exc
         return False
 
     async def open(self) -> "MultipartFile":

@@ -25,7 +25,8 @@ class ExpiryPolicy:
     max_ttl: timedelta
 
     def expires_at(self, *, now: datetime, expires_in: int | None, expires_at: datetime | None) -> datetime:
-        """The client's expiry, the default when none, never past now + max_ttl."""
+        """The client's expiry, the default when none, never past now + max_ttl and never before now (a past
+        time means "expired now"; clamping also keeps year-1 datetimes from overflowing on their way to UTC)."""
         latest = now + self.max_ttl
         if expires_at is not None:
             wanted = expires_at
@@ -33,7 +34,7 @@ class ExpiryPolicy:
             wanted = now + timedelta(seconds=min(expires_in, int(self.max_ttl.total_seconds())))
         else:
             wanted = now + self.default_ttl
-        return min(wanted, latest)
+        return max(min(wanted, latest), now)
 
 
 def link_state(link: Link, now: datetime) -> LinkState:

@@ -1,5 +1,6 @@
 """Blobs in a local folder: `<root>/<k[:2]>/<key>`, written through a temp file in the same folder."""
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -80,6 +81,8 @@ class LocalStorage:
             if not shard.is_dir():
                 continue
             for entry in os.scandir(shard):
+                if not _is_ours(entry.name):
+                    continue  # not a name we make (an editor's backup, a stray copy): never ours to delete
                 try:
                     mtime = entry.stat().st_mtime
                 except FileNotFoundError:
@@ -106,9 +109,24 @@ class LocalStorage:
             raise _storage_error(exc) from exc
 
 
+def _is_ours(name: str) -> bool:
+    key = name.removeprefix(TEMP_PREFIX)
+    return len(key) == 32 and all(c in "0123456789abcdef" for c in key)
+
+
 def _open_new(path: Path) -> io.FileIO:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_durable_dirs(path.parent)
     return io.FileIO(path, "xb")  # unbuffered: we gather writes ourselves (WRITE_BUFFER)
+
+
+def _make_durable_dirs(folder: Path) -> None:
+    """mkdir -p, fsyncing each new folder's parent, so a blob's folder entry survives a crash as the blob does."""
+    if folder.is_dir():
+        return
+    _make_durable_dirs(folder.parent)
+    with contextlib.suppress(FileExistsError):  # another upload made it first
+        folder.mkdir()
+        _fsync_dir(folder.parent)
 
 
 def _write(file: io.FileIO, digest: "HASH", data: bytes) -> None:
@@ -127,7 +145,11 @@ def _sync_and_close(file: io.FileIO) -> None:
 def _publish(temp: Path, final: Path) -> None:
     """Rename into place, then fsync the folder so the rename itself survives a crash."""
     temp.rename(final)
-    fd = os.open(final.parent, os.O_RDONLY)
+    _fsync_dir(final.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

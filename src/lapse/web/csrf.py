@@ -14,6 +14,7 @@ from pydantic import AnyHttpUrl
 from starlette.requests import Request
 
 from lapse.errors import Forbidden, InvalidInput, TooLarge, UnsupportedMedia
+from lapse.tokens import same_secret
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
@@ -34,7 +35,7 @@ def token_for(server_secret: bytes, binding: str) -> str:
 
 
 def verify_token(server_secret: bytes, binding: str, presented: str | None) -> None:
-    if not presented or not hmac.compare_digest(token_for(server_secret, binding), presented):
+    if not presented or not same_secret(token_for(server_secret, binding), presented):
         raise Forbidden(REFUSED)
 
 

@@ -21,6 +21,7 @@ from lapse.db.base import utc_now
 from lapse.db.models import ApiKey
 from lapse.errors import Forbidden, Unauthorized
 from lapse.keys import service as keys_service
+from lapse.tokens import same_secret
 from lapse.web import csrf
 from lapse.web.render import root_path
 
@@ -47,7 +48,7 @@ class CookieSigner:
     def unsign(self, value: str, *, fields: int) -> list[str] | None:
         payload, _, mac = value.rpartition(".")
         parts = payload.split(".")
-        if len(parts) != fields or not hmac.compare_digest(mac, self._mac(payload)):
+        if len(parts) != fields or not same_secret(self._mac(payload), mac):
             return None
         return parts
 

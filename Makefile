@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check clean
+.PHONY: run test lint typecheck check clean bench bench-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,17 +16,31 @@ run: $(STAMP)
 	$(BIN)/lapse serve --host 127.0.0.1 --port 8000
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# Load and throughput against baselines measured in the same run (see README, Performance). Needs root for apt.
+bench-tools:
+	@command -v wrk >/dev/null && command -v nginx >/dev/null && command -v curl >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq nginx-light wrk curl || apt-get install -y -qq nginx wrk curl)
+	@# Debian starts nginx as a service on install; the benchmark starts its own, so never leave that one running.
+	@if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then \
+		systemctl stop nginx; systemctl disable --quiet nginx; fi
+	@if [ -f /run/nginx.pid ] && kill -0 "$$(cat /run/nginx.pid)" 2>/dev/null; then \
+		kill "$$(cat /run/nginx.pid)"; fi
+
+bench: $(STAMP) bench-tools
+	@$(BIN)/python -c 'import granian' 2>/dev/null || $(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

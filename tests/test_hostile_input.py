@@ -22,12 +22,12 @@ async def test_malformed_grants_are_just_not_grants(alice: ApiClient, http: http
     assert (await http.get(link["path"])).status_code == 200
     http.cookies.clear()
     grant = f"{link['id']}.{tail}".encode()
-    response = await http.get(link["path"], headers={"lapse-grant": grant})
+    response = await http.get(link["path"], headers={b"lapse-grant": grant})
     assert response.status_code == 410  # exhausted, and the forged grant did not get it past
 
 
 async def test_non_ascii_session_cookie_is_signed_out(http: httpx.AsyncClient) -> None:
-    response = await http.get("/", headers={"cookie": "lapse_session=a.b.c.\u00e9".encode(), "accept": "text/html"})
+    response = await http.get("/", headers={b"cookie": "lapse_session=a.b.c.\u00e9".encode(), b"accept": b"text/html"})
     assert response.status_code in (200, 303)
     assert response.status_code != 500
 

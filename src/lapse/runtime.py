@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from lapse.db.session import create_engine, session_factory
+from lapse.links.redeemer import AsyncpgRedeemer, Redeemer, SessionRedeemer, SqliteRedeemer
 from lapse.links.service import ExpiryPolicy
 from lapse.ratelimit import RateLimiter, make_rate_limiter
 from lapse.settings import Settings
@@ -24,6 +25,7 @@ class Runtime:
     grants: GrantSigner
     limiter: RateLimiter
     expiry: ExpiryPolicy
+    redeemer: Redeemer  # the download hot path's SQL (links.redeemer)
 
 
 @asynccontextmanager
@@ -33,17 +35,28 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     limiter = make_rate_limiter(
         settings.redis_url, attempts=settings.password_attempts, window=settings.password_window
     )
+    sessions = session_factory(engine)
+    url = engine.url
+    redeemer: Redeemer
+    if url.get_backend_name() == "postgresql":
+        redeemer = AsyncpgRedeemer(url)
+    elif url.database and url.database != ":memory:":
+        redeemer = SqliteRedeemer(url.database)
+    else:  # an in-memory SQLite exists only on the ORM's own connection
+        redeemer = SessionRedeemer(sessions)
     try:
         yield Runtime(
             settings=settings,
             engine=engine,
-            sessions=session_factory(engine),
+            sessions=sessions,
             storage=open_storage(settings.data_dir),
             secret=secret,
             grants=GrantSigner(secret),
             limiter=limiter,
             expiry=ExpiryPolicy(default_ttl=settings.default_ttl, max_ttl=settings.max_ttl),
+            redeemer=redeemer,
         )
     finally:
+        await redeemer.aclose()
         await limiter.aclose()
         await engine.dispose()

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lapse.db.models import File, Link
 from lapse.errors import Gone, GoneReason, NotFound, PasswordRequired, RateLimited
+from lapse.links.redeemer import Redeemer
 from lapse.links.repository import LinkRepository
 from lapse.links.schemas import LinkState
 from lapse.links.service import link_state, password_hasher
@@ -44,6 +45,26 @@ async def resolve(
     if not looks_like_token(token):
         raise NotFound("No such link.")
     found = await LinkRepository(session).find_by_token(hash_secret(secret, token))
+    return _judge(found, signer=signer, grant=grant, now=now)
+
+
+async def resolve_with(
+    redeemer: Redeemer,
+    *,
+    secret: bytes,
+    signer: GrantSigner,
+    token: str,
+    grant: str | None,
+    now: datetime,
+) -> Target:
+    """`resolve` for the download route: the same rules, the lookup through the lean `Redeemer`."""
+    if not looks_like_token(token):
+        raise NotFound("No such link.")
+    found = await redeemer.find(hash_secret(secret, token))
+    return _judge(found, signer=signer, grant=grant, now=now)
+
+
+def _judge(found: tuple[Link, File | None] | None, *, signer: GrantSigner, grant: str | None, now: datetime) -> Target:
     if found is None:
         raise NotFound("No such link.")
     link, file = found
@@ -63,6 +84,17 @@ async def redeem(session: AsyncSession, *, target: Target, now: datetime) -> Non
     if downloads is None:
         await session.refresh(target.link)
         raise Gone(GoneReason(link_state(target.link, now).value))
+    target.link.downloads = downloads
+
+
+async def redeem_with(redeemer: Redeemer, *, target: Target, now: datetime) -> None:
+    """Spend one download and commit it (one conditional UPDATE in its own transaction), or raise Gone if another
+    request took the last one first. When this returns, the download is durably counted."""
+    downloads = await redeemer.redeem(target.link.id, now)
+    if downloads is None:
+        current = await redeemer.get_link(target.link.id)
+        state = LinkState.FILE_DELETED if current is None else link_state(current, now)
+        raise Gone(GoneReason(state.value))
     target.link.downloads = downloads
 
 

@@ -1,0 +1,691 @@
+"""Lapse against its baselines, in one run on this machine: `make bench` (or `.venv/bin/python bench/run.py`).
+
+Every server is started here, on 127.0.0.1, and stopped by pid at the end:
+
+- Lapse (`lapse serve`, SQLite, 1 worker; then PostgreSQL, 2 workers)
+- FastAPI hello world under the same server and worker count (bench/hello.py): the floor of any FastAPI route
+- nginx (1 worker, sendfile on) serving the same files statically, and taking WebDAV PUTs as the upload baseline
+
+Each figure is the median of `--runs` runs, with the min–max spread. Prints a table of ratios against the targets
+of issue 5 and writes bench/results/bench.json.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procs import MiB, PeakRss, Server, cpu_seconds, free_port, rss_mib
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "bench.json"
+BIN = Path(sys.executable).parent
+LAPSE = str(BIN / "lapse")
+GiB = 1024 * MiB
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+SECRET = "bench-secret-" + "b" * 40
+NGINX_CONF = """
+user root;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/nginx.error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    client_body_temp_path {root}/nginx-body;
+    proxy_temp_path {root}/nginx-proxy;
+    fastcgi_temp_path {root}/nginx-fastcgi;
+    uwsgi_temp_path {root}/nginx-uwsgi;
+    scgi_temp_path {root}/nginx-scgi;
+    types {{ }}
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ root {root}/static; }}
+        location /dav/ {{
+            root {root};
+            dav_methods PUT;
+            client_max_body_size 2g;
+        }}
+    }}
+}}
+"""
+
+
+# ---------------------------------------------------------------- figures
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def fmt(stats: dict[str, float], unit: str = "", digits: int = 0) -> str:
+    m, lo, hi = stats["median"], stats["min"], stats["max"]
+    return f"{m:,.{digits}f}{unit} ({lo:,.{digits}f}–{hi:,.{digits}f})"
+
+
+_WRK_LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url: str, *, seconds: int, connections: int, script: Path | None = None) -> dict[str, float]:
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        *(["-s", str(script)] if script else []),
+    ]
+    out = subprocess.run([*command, url], capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    latency = {p: float(v) * _UNITS[u] for p, v, u in _WRK_LATENCY.findall(out)}
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if bad or (errors and any(int(n) for n in errors.groups())):
+        raise SystemExit(f"wrk saw failures against {url}:\n{out}")
+    return {"rps": rps, "p50_ms": latency["50"], "p99_ms": latency["99"]}
+
+
+def repeat(runs: int, once: Callable[[], dict[str, float]]) -> dict[str, dict[str, float]]:
+    samples = [once() for _ in range(runs)]
+    return {key: summary([s[key] for s in samples]) for key in samples[0]}
+
+
+def load(url: str, args: argparse.Namespace, script: Path | None = None) -> dict[str, dict[str, float]]:
+    return repeat(args.runs, lambda: wrk(url, seconds=args.seconds, connections=args.connections, script=script))
+
+
+# ---------------------------------------------------------------- Lapse set-up
+
+
+class Lapse:
+    def __init__(self, root: Path, database_url: str, *, workers: int, server: str) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LAPSE_")} | {
+            "LAPSE_DATA_DIR": str(root / "data"),
+            "LAPSE_DATABASE_URL": database_url,
+            "LAPSE_SECRET_KEY": SECRET,
+            "LAPSE_LOG_LEVEL": "warning",
+            "LAPSE_MAX_UPLOAD_SIZE": str(2 * GiB),
+        }
+        created = subprocess.run(
+            [LAPSE, "keys", "create", "bench", "--admin", "--json"],
+            env=self.env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        self.key = json.loads(created.stdout)["key"]
+        port = free_port()
+        command = [LAPSE, "serve", "--port", str(port), "--workers", str(workers)]
+        if server == "granian":  # not a `lapse serve` option (README, Performance): the same app factory, by hand
+            command = [str(BIN / "granian"), "--interface", "asgi", "--factory", "--host", "127.0.0.1"]
+            command += ["--port", str(port), "--workers", str(workers), "lapse.app:app_from_env"]
+        self.server = Server(f"lapse-{workers}w", command, port=port, env=self.env, cwd=root, ready_path="/healthz")
+        self.workers = workers
+        self.http = httpx.Client(
+            base_url=self.server.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=600, trust_env=False
+        )
+
+    def upload(self, path: Path, **link: int) -> dict[str, Any]:
+        with path.open("rb") as body:
+            answer = self.http.put(f"/api/v1/files/{path.name}", content=body, params=link)
+        answer.raise_for_status()
+        result: dict[str, Any] = answer.json()
+        return result
+
+    def link(self, file_id: str, **terms: int | None) -> str:
+        answer = self.http.post(f"/api/v1/files/{file_id}/links", json={"expires_in": 86400, **terms})
+        answer.raise_for_status()
+        url: str = answer.json()["url"]
+        return url
+
+    def close(self) -> None:
+        self.http.close()
+        self.server.stop()
+
+
+def exactly_one(url: str, requests: int = 50) -> dict[str, int]:
+    """`requests` concurrent fresh GETs (no cookies, no grant) of a one-time link: how many got 200."""
+
+    async def one() -> int:
+        async with httpx.AsyncClient(timeout=60, trust_env=False) as client:
+            return (await client.get(url)).status_code
+
+    async def all_at_once() -> list[int]:
+        return await asyncio.gather(*(one() for _ in range(requests)))
+
+    codes = asyncio.run(all_at_once())
+    return {str(code): codes.count(code) for code in sorted(set(codes))}
+
+
+def exact_k_under_load(lapse: Lapse, file_id: str, busy_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The redemption load keeps running (wrk on another link) while 50 requests race for one download."""
+    one_time = lapse.link(file_id, max_downloads=1)
+    with ThreadPoolExecutor(1) as pool:
+        background = pool.submit(wrk, busy_url, seconds=args.seconds, connections=args.connections)
+        time.sleep(1)
+        codes = exactly_one(one_time)
+        background.result()
+    return {"codes": codes, "ok": codes.get("200", 0) == 1 and set(codes) <= {"200", "410"}}
+
+
+# ---------------------------------------------------------------- streams
+
+
+def fetch(url: str, headers: dict[str, str]) -> int:
+    command = ["curl", "-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download}"]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    return int(subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout)
+
+
+def streams(
+    pids: list[int], url: str | Callable[[], str], *, count: int, headers: dict[str, str], expect: int
+) -> dict[str, float]:
+    """`count` curls at once; aggregate MiB/s, server CPU seconds per GiB sent, RSS before and at peak."""
+    urls = [url() if callable(url) else url for _ in range(count)]
+    cpu = cpu_seconds(pids)
+    before = rss_mib(pids)
+    started = time.perf_counter()
+    with PeakRss(pids) as peak, ThreadPoolExecutor(count) as pool:
+        sizes = list(pool.map(lambda u: fetch(u, headers), urls))
+    wall = time.perf_counter() - started
+    cpu = cpu_seconds(pids) - cpu
+    total = sum(sizes)
+    assert all(size == expect for size in sizes), (sizes, expect)
+    return {
+        "mib_s": total / MiB / wall,
+        "cpu_s_per_gib": cpu / (total / GiB),
+        "rss_before_mib": before,
+        "rss_peak_mib": peak.peak,
+        "rss_growth_mib": peak.peak - before,
+    }
+
+
+def upload_once(pids: list[int], command: list[str], size: int, cleanup: Callable[[str], None]) -> dict[str, float]:
+    before = rss_mib(pids)
+    started = time.perf_counter()
+    with PeakRss(pids) as peak:
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    wall = time.perf_counter() - started
+    cleanup(out)
+    return {"mib_s": size / MiB / wall, "rss_before_mib": before, "rss_peak_mib": peak.peak}
+
+
+# ---------------------------------------------------------------- the run
+
+
+def make_files(root: Path, big_mib: int, upload_mib: int) -> dict[str, Path]:
+    static = root / "static"
+    static.mkdir()
+    (root / "dav").mkdir()
+    small = static / "small.bin"
+    small.write_bytes(os.urandom(1024))
+    big = static / "big.bin"
+    with big.open("wb") as out:
+        for _ in range(big_mib):
+            out.write(os.urandom(MiB))
+    upload = root / "upload.bin"
+    with upload.open("wb") as out:  # sparse: costs no disk to make, the server still writes every byte
+        out.truncate(upload_mib * MiB)
+    return {"small": small, "big": big, "upload": upload}
+
+
+def ensure_tools() -> None:
+    missing = [tool for tool in ("nginx", "wrk", "curl") if shutil.which(tool) is None]
+    if missing:
+        raise SystemExit(f"missing {missing}: `make bench` installs them (apt-get install -y nginx-light wrk curl)")
+
+
+def python_server(name: str, app: str, *, workers: int, root: Path, server: str, app_dir: Path) -> Server:
+    port = free_port()
+    if server == "granian":
+        command = [str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
+        command += ["--workers", str(workers), "--working-dir", str(app_dir), "--log-level", "warning", app]
+    else:
+        command = [sys.executable, "-m", "uvicorn", app, "--app-dir", str(app_dir), "--port", str(port)]
+        command += ["--workers", str(workers), "--log-level", "warning", "--no-server-header"]
+    return Server(name, command, port=port, env=dict(os.environ), cwd=root)
+
+
+def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    files = make_files(root, args.big_mib, args.upload_mib)
+    big_size = args.big_mib * MiB
+    half = big_size // 2
+    results: dict[str, Any] = {}
+    with ExitStack() as stack:
+        port = free_port()
+        conf = root / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(root=root, port=port))
+        nginx = Server(
+            "nginx",
+            [shutil.which("nginx") or "nginx", "-c", str(conf), "-g", "daemon off;"],
+            port=port,
+            env={},
+            cwd=root,
+        )
+        stack.callback(nginx.stop)
+        nginx.start(workers=2)  # master + 1 worker
+        hello = python_server("hello", "hello:app", workers=1, root=root, server="uvicorn", app_dir=HERE)
+        stack.callback(hello.stop)
+        hello.start()
+        lapse = Lapse(root / "sqlite", f"sqlite:///{root / 'sqlite' / 'lapse.db'}", workers=1, server="uvicorn")
+        stack.callback(lapse.close)
+        lapse.server.start()
+
+        small = lapse.upload(files["small"], max_downloads=2**31 - 1)
+        big = lapse.upload(files["big"])
+        limited_url = small["link"]["url"]
+        unlimited_url = lapse.link(small["id"], max_downloads=None)
+
+        print("redemption …", file=sys.stderr)
+        results["hello"] = load(hello.url + "/", args)
+        results["nginx_1k"] = load(f"{nginx.url}/small.bin", args)
+        results["redeem_limited"] = load(limited_url, args)
+        results["redeem_unlimited"] = load(unlimited_url, args)
+        results["exact_k_sqlite"] = exact_k_under_load(lapse, small["id"], unlimited_url, args)
+
+        print("link creation …", file=sys.stderr)
+        script = root / "create.lua"
+        script.write_text(
+            'wrk.method = "POST"\nwrk.body = \'{"expires_in": 3600, "max_downloads": 5}\'\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.headers["Authorization"] = "Bearer {lapse.key}"\n'
+        )
+        results["create_link"] = load(f"{lapse.server.url}/api/v1/files/{small['id']}/links", args, script)
+
+        print("streams …", file=sys.stderr)
+        big_url = lapse.link(big["id"], max_downloads=None)
+        grant_answer = lapse.http.get(big_url, headers={"Range": "bytes=0-0"})
+        grant = grant_answer.headers["Lapse-Grant"]
+        ranged = {"Range": f"bytes={half}-"}
+
+        def measure_streams(label: str, pids: list[int], url: str, headers: dict[str, str], expect: int) -> None:
+            for count in (1, 4):
+                results[f"stream{count}_{label}"] = repeat(
+                    args.runs, lambda c=count: streams(pids, url, count=c, headers=headers, expect=expect)
+                )
+
+        measure_streams("nginx", nginx.pids, f"{nginx.url}/big.bin", {}, big_size)
+        measure_streams("nginx_ranged", nginx.pids, f"{nginx.url}/big.bin", ranged, big_size - half)
+        measure_streams("lapse", lapse.server.pids, big_url, {}, big_size)
+        measure_streams("lapse_ranged", lapse.server.pids, big_url, {**ranged, "Lapse-Grant": grant}, big_size - half)
+
+        print("upload …", file=sys.stderr)
+        up = files["upload"]
+        up_size = args.upload_mib * MiB
+        curl = ["curl", "-sS", "--fail", "-T", str(up)]
+
+        def delete_lapse(out: str) -> None:
+            lapse.http.delete(f"/api/v1/files/{json.loads(out)['id']}").raise_for_status()
+
+        results["upload_lapse"] = repeat(
+            args.runs,
+            lambda: upload_once(
+                lapse.server.pids,
+                [*curl, "-H", f"Authorization: Bearer {lapse.key}", f"{lapse.server.url}/api/v1/files/upload.bin"],
+                up_size,
+                delete_lapse,
+            ),
+        )
+        results["upload_nginx_dav"] = repeat(
+            args.runs,
+            lambda: upload_once(
+                nginx.pids,
+                [*curl, f"{nginx.url}/dav/upload.bin"],
+                up_size,
+                lambda _: (root / "dav" / "upload.bin").unlink(),
+            ),
+        )
+        # The disk itself, durably: what Lapse's upload does besides HTTP (it fsyncs before the row commits).
+        copy = root / "dav" / "copy.bin"
+        results["upload_disk_fsync"] = repeat(
+            args.runs,
+            lambda: upload_once(
+                [os.getpid()],
+                ["dd", f"if={up}", f"of={copy}", "bs=1M", "conv=fsync", "status=none"],
+                up_size,
+                lambda _: copy.unlink(),
+            ),
+        )
+        lapse.close()
+        hello.stop()
+
+        if not args.skip_granian and (BIN / "granian").exists():  # the same app, data and links under granian
+            print("granian …", file=sys.stderr)
+            ghello = python_server("hello-granian", "hello:app", workers=1, root=root, server="granian", app_dir=HERE)
+            stack.callback(ghello.stop)
+            ghello.start(workers=2)  # granian: a main process and its worker
+            glapse = Lapse(root / "sqlite", f"sqlite:///{root / 'sqlite' / 'lapse.db'}", workers=1, server="granian")
+            stack.callback(glapse.close)
+            glapse.server.start(workers=2)
+
+            def moved(url: str) -> str:
+                return glapse.server.url + httpx.URL(url).path
+
+            results["granian_hello"] = load(ghello.url + "/", args)
+            results["granian_redeem_unlimited"] = load(moved(unlimited_url), args)
+            ghello.stop()
+            pids = glapse.server.pids
+            measure_streams("granian", pids, moved(big_url), {}, big_size)
+            measure_streams("granian_ranged", pids, moved(big_url), {**ranged, "Lapse-Grant": grant}, big_size - half)
+            glapse.close()
+
+        if not args.skip_postgres:
+            print("PostgreSQL …", file=sys.stderr)
+            results |= postgres(args, root, files)
+    return results
+
+
+def postgres(args: argparse.Namespace, root: Path, files: dict[str, Path]) -> dict[str, Any]:
+    name = f"lapse_bench_{os.getpid()}"
+    admin = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q", "-c"]
+    subprocess.run([*admin, f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    results: dict[str, Any] = {}
+    try:
+        hello = python_server("hello2", "hello:app", workers=2, root=root, server="uvicorn", app_dir=HERE)
+        lapse = Lapse(root / "pg", f"postgresql://postgres@127.0.0.1:5432/{name}", workers=2, server="uvicorn")
+        try:
+            hello.start(workers=2)
+            lapse.server.start(workers=2)
+            small = lapse.upload(files["small"], max_downloads=2**31 - 1)
+            unlimited_url = lapse.link(small["id"], max_downloads=None)
+            results["hello_2w"] = load(hello.url + "/", args)
+            results["pg_redeem_limited"] = load(small["link"]["url"], args)
+            results["pg_redeem_unlimited"] = load(unlimited_url, args)
+            results["exact_k_postgres"] = exact_k_under_load(lapse, small["id"], unlimited_url, args)
+        finally:
+            lapse.close()
+            hello.stop()
+    finally:
+        subprocess.run([*admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=True, capture_output=True)
+    return results
+
+
+# ---------------------------------------------------------------- report
+
+
+def ratio(a: dict[str, float], b: dict[str, float]) -> float:
+    return a["median"] / b["median"]
+
+
+def table(r: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    rows: list[tuple[str, str, str, str]] = []
+    targets: dict[str, Any] = {}
+
+    def target(name: str, value: float, goal: float, *, at_most: bool = False) -> str:
+        met = value <= goal if at_most else value >= goal
+        targets[name] = {"value": round(value, 3), "goal": goal, "met": met}
+        return f"{value:.2f}× ({'≤' if at_most else '≥'} {goal}) {'MET' if met else 'NOT MET'}"
+
+    hello = r["hello"]["rps"]
+    rows.append(("hello world (uvicorn, 1 worker)", fmt(hello, " req/s"), fmt(r["hello"]["p99_ms"], " ms", 1), "1.00×"))
+    rows.append(
+        (
+            "nginx static 1 KiB",
+            fmt(r["nginx_1k"]["rps"], " req/s"),
+            fmt(r["nginx_1k"]["p99_ms"], " ms", 1),
+            f"{ratio(r['nginx_1k']['rps'], hello):.2f}×",
+        )
+    )
+    for key, label, goal_name in (
+        ("redeem_limited", "redeem 1 KiB, max_downloads=2^31-1", "P1 redeem (limited) / hello"),
+        ("redeem_unlimited", "redeem 1 KiB, unlimited link", "P1 redeem (unlimited) / hello"),
+    ):
+        rows.append(
+            (
+                label,
+                fmt(r[key]["rps"], " req/s"),
+                fmt(r[key]["p99_ms"], " ms", 1),
+                target(goal_name, ratio(r[key]["rps"], hello), 0.5),
+            )
+        )
+    rows.append(
+        (
+            "create link (POST, Bearer)",
+            fmt(r["create_link"]["rps"], " req/s"),
+            fmt(r["create_link"]["p99_ms"], " ms", 1),
+            target("P5 create link / hello", ratio(r["create_link"]["rps"], hello), 0.3),
+        )
+    )
+    k = r["exact_k_sqlite"]
+    rows.append(("exact-k under load (SQLite)", f"50 GETs → {k['codes']}", "", "OK" if k["ok"] else "BROKEN"))
+    if "hello_2w" in r:
+        h2 = r["hello_2w"]["rps"]
+        rows.append(
+            (
+                "hello world (2 workers)",
+                fmt(h2, " req/s"),
+                fmt(r["hello_2w"]["p99_ms"], " ms", 1),
+                f"{ratio(h2, hello):.2f}× 1w",
+            )
+        )
+        for key, label in (
+            ("pg_redeem_limited", "PostgreSQL redeem, limited, 2 workers"),
+            ("pg_redeem_unlimited", "PostgreSQL redeem, unlimited, 2 workers"),
+        ):
+            rows.append(
+                (
+                    label,
+                    fmt(r[key]["rps"], " req/s"),
+                    fmt(r[key]["p99_ms"], " ms", 1),
+                    f"{ratio(r[key]['rps'], h2):.2f}× hello 2w",
+                )
+            )
+        k = r["exact_k_postgres"]
+        rows.append(("exact-k under load (PostgreSQL)", f"50 GETs → {k['codes']}", "", "OK" if k["ok"] else "BROKEN"))
+
+    for count in (1, 4):
+        n, lp = r[f"stream{count}_nginx"], r[f"stream{count}_lapse"]
+        nr, lr = r[f"stream{count}_nginx_ranged"], r[f"stream{count}_lapse_ranged"]
+        rows.append(
+            (f"{count} stream(s) 256 MiB, nginx", fmt(n["mib_s"], " MiB/s"), fmt(n["cpu_s_per_gib"], " s/GiB", 2), "")
+        )
+        rows.append(
+            (
+                f"{count} stream(s) 256 MiB, Lapse",
+                fmt(lp["mib_s"], " MiB/s"),
+                fmt(lp["cpu_s_per_gib"], " s/GiB", 2),
+                target(f"P2 {count}-stream / nginx", ratio(lp["mib_s"], n["mib_s"]), 0.8)
+                if count == 4
+                else f"{ratio(lp['mib_s'], n['mib_s']):.2f}×",
+            )
+        )
+        rows.append(
+            (
+                f"{count} stream(s) ranged 2nd half, nginx",
+                fmt(nr["mib_s"], " MiB/s"),
+                fmt(nr["cpu_s_per_gib"], " s/GiB", 2),
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"{count} stream(s) ranged 2nd half, Lapse",
+                fmt(lr["mib_s"], " MiB/s"),
+                fmt(lr["cpu_s_per_gib"], " s/GiB", 2),
+                target(f"P2 {count}-stream ranged / full", ratio(lr["mib_s"], lp["mib_s"]), 0.8)
+                if count == 4
+                else f"{ratio(lr['mib_s'], lp['mib_s']):.2f}× full",
+            )
+        )
+    if "granian_hello" in r:
+        gh = r["granian_hello"]["rps"]
+        rows.append(
+            (
+                "hello world (granian, 1 worker)",
+                fmt(gh, " req/s"),
+                fmt(r["granian_hello"]["p99_ms"], " ms", 1),
+                f"{ratio(gh, hello):.2f}× uvicorn",
+            )
+        )
+        g = r["granian_redeem_unlimited"]
+        rows.append(
+            (
+                "redeem 1 KiB, unlimited (granian)",
+                fmt(g["rps"], " req/s"),
+                fmt(g["p99_ms"], " ms", 1),
+                target("P1 redeem (granian) / granian hello", ratio(g["rps"], gh), 0.5),
+            )
+        )
+        for count in (1, 4):
+            n, gp, gr = r[f"stream{count}_nginx"], r[f"stream{count}_granian"], r[f"stream{count}_granian_ranged"]
+            rows.append(
+                (
+                    f"{count} stream(s) 256 MiB, Lapse (granian)",
+                    fmt(gp["mib_s"], " MiB/s"),
+                    fmt(gp["cpu_s_per_gib"], " s/GiB", 2),
+                    target(f"P2 {count}-stream / nginx (granian)", ratio(gp["mib_s"], n["mib_s"]), 0.8)
+                    if count == 4
+                    else f"{ratio(gp['mib_s'], n['mib_s']):.2f}×",
+                )
+            )
+            rows.append(
+                (
+                    f"{count} stream(s) ranged, Lapse (granian)",
+                    fmt(gr["mib_s"], " MiB/s"),
+                    fmt(gr["cpu_s_per_gib"], " s/GiB", 2),
+                    target(f"P2 {count}-stream ranged / full (granian)", ratio(gr["mib_s"], gp["mib_s"]), 0.8)
+                    if count == 4
+                    else f"{ratio(gr['mib_s'], gp['mib_s']):.2f}× full",
+                )
+            )
+        g4 = r["stream4_granian"]
+        rows.append(
+            (
+                "CPU per GiB, 4 streams, granian / nginx",
+                "",
+                "",
+                target(
+                    "P2 CPU/GiB / nginx (granian)",
+                    ratio(g4["cpu_s_per_gib"], r["stream4_nginx"]["cpu_s_per_gib"]),
+                    2.0,
+                    at_most=True,
+                ),
+            )
+        )
+        ggrowth = max(r[f"stream{c}_granian{s}"]["rss_growth_mib"]["max"] for c in (1, 4) for s in ("", "_ranged"))
+        rows.append(
+            (
+                "Lapse (granian) RSS while streaming",
+                f"{g4['rss_before_mib']['median']:.0f} MiB before, {g4['rss_peak_mib']['median']:.0f} peak",
+                "",
+                f"growth {ggrowth:.1f} MiB (< 10) {'MET' if ggrowth < 10 else 'NOT MET'}",
+            )
+        )
+        targets["P3 RSS growth MiB (granian)"] = {"value": round(ggrowth, 1), "goal": 10, "met": ggrowth < 10}
+    n4, l4 = r["stream4_nginx"], r["stream4_lapse"]
+    rows.append(
+        (
+            "CPU per GiB, 4 streams, Lapse / nginx",
+            "",
+            "",
+            target("P2 CPU/GiB / nginx", ratio(l4["cpu_s_per_gib"], n4["cpu_s_per_gib"]), 2.0, at_most=True),
+        )
+    )
+    growth = max(r[f"stream{c}_lapse{s}"]["rss_growth_mib"]["max"] for c in (1, 4) for s in ("", "_ranged"))
+    rows.append(
+        (
+            "Lapse RSS while streaming",
+            f"{l4['rss_before_mib']['median']:.0f} MiB before, {l4['rss_peak_mib']['median']:.0f} peak",
+            "",
+            f"growth {growth:.1f} MiB (< 10) {'MET' if growth < 10 else 'NOT MET'}",
+        )
+    )
+    targets["P3 RSS growth MiB"] = {"value": round(growth, 1), "goal": 10, "met": growth < 10}
+    ul, un = r["upload_lapse"], r["upload_nginx_dav"]
+    if "upload_disk_fsync" in r:
+        rows.append(("upload 1 GiB, disk: dd conv=fsync", fmt(r["upload_disk_fsync"]["mib_s"], " MiB/s"), "", ""))
+    rows.append(
+        (
+            "upload 1 GiB, nginx dav PUT (no fsync)",
+            fmt(un["mib_s"], " MiB/s"),
+            f"peak {un['rss_peak_mib']['median']:.0f} MiB",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "upload 1 GiB, Lapse PUT (fsync)",
+            fmt(ul["mib_s"], " MiB/s"),
+            f"peak {ul['rss_peak_mib']['median']:.0f} MiB",
+            target("P4 upload / nginx", ratio(ul["mib_s"], un["mib_s"]), 0.5),
+        )
+    )
+    if "upload_disk_fsync" in r:
+        disk = ratio(ul["mib_s"], r["upload_disk_fsync"]["mib_s"])
+        rows.append(("Lapse upload / durable disk copy", "", "", f"{disk:.2f}×"))
+
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    header = ("measurement", "median (min–max)", "p99 / CPU / RSS", "ratio")
+    widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
+    lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), "-+-".join("-" * w for w in widths)]
+    lines += [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines), targets
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5, help="wrk duration of each run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--big-mib", type=int, default=256)
+    parser.add_argument("--upload-mib", type=int, default=1024)
+    parser.add_argument("--skip-granian", action="store_true", help="skip the extra run under granian")
+    parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    ensure_tools()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="lapse-bench-") as tmp:
+        Path(tmp).chmod(0o755)  # nginx's worker reads the static files; nothing secret in here
+        results = run(args, Path(tmp))
+    text, targets = table(results)
+    cpu = platform.processor() or platform.machine()
+    machine = f"{platform.node()}: {os.cpu_count()} CPUs, {cpu}, Python {platform.python_version()}"
+    print(f"\n{machine}; wrk -t1 -c{args.connections} -d{args.seconds}s × {args.runs}\n")
+    print(text)
+    print(f"\n{time.monotonic() - started:.0f} s")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "targets": targets,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
+    if not all(k["ok"] for name, k in results.items() if name.startswith("exact_k")):
+        raise SystemExit("exact-k did not hold under load")
+
+
+if __name__ == "__main__":
+    main()

@@ -23,6 +23,7 @@ from lapse.settings import Settings
 from tests.helpers import ApiClient, new_key
 
 PG_ADMIN_URL = os.environ.get("LAPSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("LAPSE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 TEST_SECRET = "test-secret-" + "x" * 40
 T = TypeVar("T")
 
@@ -61,6 +62,12 @@ def postgres_url() -> Iterator[str]:
     yield url
     drop = f'DROP DATABASE "{name}" WITH (FORCE)'
     _isolated(lambda: asyncio.run(_execute(PG_ADMIN_URL, drop, isolation_level="AUTOCOMMIT")))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The machine's Redis. Never skipped, as PostgreSQL: tests keep to keys of their own and remove them."""
+    return REDIS_URL
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -106,12 +106,13 @@ async def check_password(*, target: Target, password: str | None, limiter: RateL
     if not password:
         raise PasswordRequired("This link needs a password.")
     keys = (f"pw:link:{link.id}", f"pw:client:{client}")
-    retry_after = await limiter.blocked_for(*keys)
+    # Counted before the (slow) verification, so concurrent guesses cannot all pass a check none has yet counted.
+    retry_after = await limiter.attempt(*keys)
     if retry_after:
         raise RateLimited("Too many wrong passwords; try again later.", retry_after=retry_after)
     if not await anyio.to_thread.run_sync(_verify, link.password_hash, password):
-        await limiter.hit(*keys)
         raise PasswordRequired("The password is not right.")
+    await limiter.refund(*keys)  # only wrong passwords use up the allowance
 
 
 def _verify(password_hash: str, password: str) -> bool:

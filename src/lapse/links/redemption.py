@@ -6,13 +6,14 @@ never counts (resolving, preconditions, passwords) or classifies why it refused.
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import anyio.to_thread
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lapse.db.models import File, Link
-from lapse.errors import Gone, GoneReason, NotFound, PasswordRequired, RateLimited
+from lapse.errors import Gone, GoneReason, NotFound, PasswordRequired, RateLimited, Unavailable
 from lapse.links.redeemer import Redeemer
 from lapse.links.repository import LinkRepository
 from lapse.links.schemas import LinkState
@@ -77,25 +78,54 @@ def _judge(found: tuple[Link, File | None] | None, *, signer: GrantSigner, grant
     return Target(link=link, file=file, granted=granted)
 
 
+# A refused redemption whose re-read shows a live link lost a race to a change (a PATCH raising max_downloads or
+# extending the expiry committed between the UPDATE and the read): worth trying again, but not for ever.
+REDEEM_TRIES = 3
+
+
+class _Counter(Protocol):
+    """The two statements a redemption needs (a `Redeemer` has them)."""
+
+    async def redeem(self, link_id: str, now: datetime) -> int | None: ...
+
+    async def get_link(self, link_id: str) -> Link | None: ...
+
+
+class _InSession:
+    """The two statements in the caller's session and transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.repo = LinkRepository(session)
+
+    async def redeem(self, link_id: str, now: datetime) -> int | None:
+        return await self.repo.redeem(link_id, now)
+
+    async def get_link(self, link_id: str) -> Link | None:
+        return await self.repo.reload(link_id)
+
+
 async def redeem(session: AsyncSession, *, target: Target, now: datetime) -> None:
-    """Spend one download, or raise Gone if another request took the last one first."""
-    repo = LinkRepository(session)
-    downloads = await repo.redeem(target.link.id, now)
-    if downloads is None:
-        await session.refresh(target.link)
-        raise Gone(GoneReason(link_state(target.link, now).value))
-    target.link.downloads = downloads
+    """Spend one download in the caller's transaction, or raise Gone if another request took the last one first."""
+    await _redeem(_InSession(session), target=target, now=now)
 
 
 async def redeem_with(redeemer: Redeemer, *, target: Target, now: datetime) -> None:
     """Spend one download and commit it (one conditional UPDATE in its own transaction), or raise Gone if another
     request took the last one first. When this returns, the download is durably counted."""
-    downloads = await redeemer.redeem(target.link.id, now)
-    if downloads is None:
-        current = await redeemer.get_link(target.link.id)
+    await _redeem(redeemer, target=target, now=now)
+
+
+async def _redeem(counter: _Counter, *, target: Target, now: datetime) -> None:
+    for _ in range(REDEEM_TRIES):
+        downloads = await counter.redeem(target.link.id, now)
+        if downloads is not None:
+            target.link.downloads = downloads
+            return
+        current = await counter.get_link(target.link.id)
         state = LinkState.FILE_DELETED if current is None else link_state(current, now)
-        raise Gone(GoneReason(state.value))
-    target.link.downloads = downloads
+        if state is not LinkState.ACTIVE:
+            raise Gone(GoneReason(state.value))
+    raise Unavailable("The link kept changing while it was being redeemed; try again.", retry_after=1)
 
 
 async def check_password(*, target: Target, password: str | None, limiter: RateLimiter, client: str) -> None:

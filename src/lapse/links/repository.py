@@ -26,6 +26,11 @@ class LinkRepository:
             stmt = stmt.where(Link.owner_id == owner_id)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def reload(self, link_id: str) -> Link | None:
+        """The link as the database has it now, refreshing the copy this session may already hold."""
+        stmt = select(Link).where(Link.id == link_id).execution_options(populate_existing=True)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def page(
         self, *, owner_id: str | None, file_id: str | None, cursor: str | None, limit: int
     ) -> Sequence[Link]:

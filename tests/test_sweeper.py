@@ -14,6 +14,7 @@ from lapse.app import create_app
 from lapse.db.base import utc_now
 from lapse.db.models import File, Link
 from lapse.db.session import transaction
+from lapse.files.repository import FileRepository
 from lapse.runtime import Runtime, open_runtime
 from lapse.settings import Settings
 from lapse.sweeper import sweep_once
@@ -131,3 +132,18 @@ async def test_the_lifespan_runs_the_sweeper(settings: Settings) -> None:
                 while await file_ids(owner):  # noqa: ASYNC110 - polls the sweeper task through the API
                     await anyio.sleep(0.1)
     assert stored_files(quick.data_dir / "blobs") == []
+
+
+async def test_the_delete_re_checks_for_a_live_link(alice: ApiClient, runtime: Runtime) -> None:
+    """A link committed after the sweeper read a file as abandoned (between its read and its lock) keeps it."""
+    old = await alice.share(b"x")
+    await expire(runtime, old, timedelta(hours=2))
+    cutoff = utc_now() - HOUR
+    async with transaction(runtime.sessions) as session:
+        repo = FileRepository(session)
+        assert [f.id for f in await repo.abandoned(cutoff=cutoff, limit=10)] == [old["file_id"]]
+    fresh = await alice.link(old["file_id"])
+    async with transaction(runtime.sessions) as session:
+        assert not await FileRepository(session).delete_if_abandoned(old["file_id"], cutoff=cutoff)
+    assert await file_ids(alice) == {old["file_id"]}
+    assert fresh["state"] == "active"

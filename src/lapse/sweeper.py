@@ -3,6 +3,10 @@
 Rows go first and are committed, then bytes (a crash in between leaves only an orphan blob, which the next pass
 removes). Every replica may sweep at once: on PostgreSQL an advisory lock lets one pass delete rows at a time,
 on SQLite `BEGIN IMMEDIATE` serialises them, and deleting a blob twice is harmless.
+
+A link made for a file at the instant the sweeper deletes it must not end up detached (201, then 410): on
+PostgreSQL the sweeper holds the rows it means to delete and re-checks each in its DELETE, while link creation
+holds the file's row (`FileRepository.get_to_link`); whichever holds it first wins, and the other sees that.
 """
 
 import asyncio
@@ -47,9 +51,10 @@ async def sweep_once(
     async with sessions() as session, session.begin():
         if await _take_lock(session):
             repo = FileRepository(session)
-            for file in await repo.abandoned(cutoff=now - grace, limit=BATCH):
-                await repo.delete(file.id)
-                deleted_keys.append(file.storage_key)
+            cutoff = now - grace
+            for file in await repo.abandoned(cutoff=cutoff, limit=BATCH):
+                if await repo.delete_if_abandoned(file.id, cutoff=cutoff):
+                    deleted_keys.append(file.storage_key)
     for key in deleted_keys:
         await storage.delete(key)
 

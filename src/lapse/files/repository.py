@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lapse.db.models import File, Link
@@ -21,9 +21,13 @@ class FileRepository:
 
     async def get(self, file_id: str, *, owner_id: str | None) -> File | None:
         """owner_id None: any owner's (admin)."""
-        stmt = select(File).where(File.id == file_id)
-        if owner_id is not None:
-            stmt = stmt.where(File.owner_id == owner_id)
+        return (await self.session.execute(_by_id(file_id, owner_id))).scalar_one_or_none()
+
+    async def get_to_link(self, file_id: str, *, owner_id: str | None) -> File | None:
+        """`get`, holding the row (FOR KEY SHARE on PostgreSQL) until the transaction ends, so that the sweeper
+        cannot delete the file under a link being made: it skips a held row, or it held the row first and deletes
+        it, and then this finds nothing. (SQLite serialises the two transactions whole.)"""
+        stmt = _by_id(file_id, owner_id).with_for_update(read=True, key_share=True)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def page(self, *, owner_id: str | None, cursor: str | None, limit: int) -> Sequence[File]:
@@ -42,12 +46,39 @@ class FileRepository:
         return set((await self.session.execute(select(File.storage_key))).scalars().all())
 
     async def abandoned(self, *, cutoff: datetime, limit: int) -> Sequence[File]:
-        """Files created before cutoff with no link that was still alive at cutoff."""
-        alive_at_cutoff = and_(
-            Link.file_id == File.id,
-            Link.expires_at > cutoff,
-            or_(Link.revoked_at.is_(None), Link.revoked_at > cutoff),
-            or_(Link.exhausted_at.is_(None), Link.exhausted_at > cutoff),
+        """Files created before cutoff with no link that was still alive at cutoff, held (FOR UPDATE on
+        PostgreSQL) until the transaction ends; a file whose link is being made right now is held by that, and
+        skipped. Delete each with `delete_if_abandoned`, which re-checks."""
+        stmt = (
+            select(File)
+            .where(File.created_at < cutoff, ~exists().where(_alive_link(cutoff)))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         )
-        stmt = select(File).where(File.created_at < cutoff, ~exists().where(alive_at_cutoff)).limit(limit)
         return (await self.session.execute(stmt)).scalars().all()
+
+    async def delete_if_abandoned(self, file_id: str, *, cutoff: datetime) -> bool:
+        """Delete the file unless a link alive at cutoff has appeared since `abandoned` read it (one committed
+        between that statement's snapshot and its lock): this statement's snapshot, taken while the row is held,
+        sees it. Its dead links are detached by the foreign key (ON DELETE SET NULL) and answer 410."""
+        stmt = (
+            delete(File)
+            .where(File.id == file_id, File.created_at < cutoff, ~exists().where(_alive_link(cutoff)))
+            .returning(File.id)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none() is not None
+
+
+def _by_id(file_id: str, owner_id: str | None) -> Select[File]:
+    stmt = select(File).where(File.id == file_id)
+    return stmt if owner_id is None else stmt.where(File.owner_id == owner_id)
+
+
+def _alive_link(cutoff: datetime) -> ColumnElement[bool]:
+    """A link of the file (in the enclosing statement) that was still alive at cutoff."""
+    return and_(
+        Link.file_id == File.id,
+        Link.expires_at > cutoff,
+        or_(Link.revoked_at.is_(None), Link.revoked_at > cutoff),
+        or_(Link.exhausted_at.is_(None), Link.exhausted_at > cutoff),
+    )

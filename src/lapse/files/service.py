@@ -63,6 +63,14 @@ async def get_file(session: AsyncSession, *, owner: ApiKey, file_id: str) -> Fil
     return file
 
 
+async def get_file_to_link(session: AsyncSession, *, owner: ApiKey, file_id: str) -> File:
+    """`get_file` for a link about to be made: the file cannot be swept away before this transaction ends."""
+    file = await FileRepository(session).get_to_link(file_id, owner_id=_owner_scope(owner))
+    if file is None:
+        raise NotFound("No such file.")
+    return file
+
+
 async def list_files(session: AsyncSession, *, owner: ApiKey, cursor: str | None, limit: int) -> Sequence[File]:
     return await FileRepository(session).page(owner_id=_owner_scope(owner), cursor=cursor, limit=limit)
 

@@ -86,7 +86,7 @@ async def create_link(
     now: datetime,
 ) -> tuple[Link, str]:
     """Returns the link and its token; the token is never stored, so this is the only time it is known."""
-    file = await files_service.get_file(session, owner=owner, file_id=file_id)
+    file = await files_service.get_file_to_link(session, owner=owner, file_id=file_id)
     expires_at = policy.expires_at(now=now, expires_in=data.expires_in, expires_at=data.expires_at)
     if expires_at <= now:
         raise InvalidInput("The expiry is in the past.")

@@ -1,7 +1,7 @@
 """`lapse files ls|show|rm` and `lapse links ls|show|revoke|extend`: readable tables, or --json lines."""
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
 from itertools import islice
@@ -9,6 +9,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from pydantic import BaseModel
+from rich.table import Table
 
 from lapse.cli.client_common import (
     JsonOption,
@@ -43,6 +44,17 @@ def emit_json(*items: BaseModel | dict[str, object]) -> None:
         typer.echo(item.model_dump_json() if isinstance(item, BaseModel) else json.dumps(item))
 
 
+def show_listing(items: Sequence[BaseModel], *, as_json: bool, table: Callable[[], Table], nothing: str) -> None:
+    """`ls` output: JSON lines, or the table (built only when it is shown), or a note on stderr that there is
+    nothing to list."""
+    if as_json:
+        emit_json(*items)
+    elif items:
+        show(table())
+    else:
+        err.print(nothing)
+
+
 def newest(items: Iterator[T], limit: int, what: str) -> list[T]:
     """The first `limit` items; a note on stderr when there were more (one extra is fetched to know)."""
     page = list(islice(items, limit + 1))
@@ -69,12 +81,7 @@ def files_ls(
     """List your files, newest first."""
     with connect(server, key) as client:
         files = newest(client.files(), limit, "files")
-    if as_json:
-        emit_json(*files)
-    elif files:
-        show(files_table(files, datetime.now(UTC)))
-    else:
-        err.print("No files.")
+    show_listing(files, as_json=as_json, table=lambda: files_table(files, datetime.now(UTC)), nothing="No files.")
 
 
 @files_app.command("show")
@@ -127,12 +134,9 @@ def links_ls(
     with connect(server, key) as client:
         links = newest(client.links(file_id=file_id), limit, "links")
         files = {} if as_json else files_by_id(client, (link.file_id for link in links))
-    if as_json:
-        emit_json(*links)
-    elif links:
-        show(links_table(links, files, datetime.now(UTC)))
-    else:
-        err.print("No links.")
+    show_listing(
+        links, as_json=as_json, table=lambda: links_table(links, files, datetime.now(UTC)), nothing="No links."
+    )
 
 
 @links_app.command("show")

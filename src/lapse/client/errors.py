@@ -17,7 +17,7 @@ Every message is one plain sentence meant for a person; no key, password or gran
 """
 
 from enum import IntEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 
@@ -38,15 +38,18 @@ class ExitCode(IntEnum):
 
 
 class ClientError(Exception):
+    """Each kind names its exit code as a class keyword: `class NotFound(ServerError, exit_code=…)`."""
+
     exit_code: ClassVar[ExitCode] = ExitCode.FAILED
+
+    def __init_subclass__(cls, *, exit_code: ExitCode | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if exit_code is not None:
+            cls.exit_code = exit_code
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-class UsageError(ClientError):
-    exit_code = ExitCode.USAGE
 
 
 class ServerError(ClientError):
@@ -57,44 +60,38 @@ class ServerError(ClientError):
         self.retry_after = retry_after  # seconds, when the server said (429, 503)
 
 
-class Unauthorized(ServerError):
-    exit_code = ExitCode.UNAUTHORIZED
-
-
-class NotFound(ServerError):
-    exit_code = ExitCode.NOT_FOUND
-
-
-class Gone(ServerError):
-    exit_code = ExitCode.GONE
-
+class Gone(ServerError, exit_code=ExitCode.GONE):
     def __init__(self, message: str, *, status: int, detail: str | None = None, reason: str | None = None) -> None:
         super().__init__(message, status=status, detail=detail)
         self.reason = reason
 
 
-class TooLarge(ServerError):
-    exit_code = ExitCode.TOO_LARGE
+# The rest differ only in their exit code (and the tree above says what each means).
+class UsageError(ClientError, exit_code=ExitCode.USAGE): ...
 
 
-class RateLimited(ServerError):
-    exit_code = ExitCode.RATE_LIMITED
+class Unauthorized(ServerError, exit_code=ExitCode.UNAUTHORIZED): ...
 
 
-class Unavailable(ServerError):
-    exit_code = ExitCode.UNAVAILABLE
+class NotFound(ServerError, exit_code=ExitCode.NOT_FOUND): ...
 
 
-class ConnectionFailed(ClientError):
-    exit_code = ExitCode.CONNECTION_FAILED
+class TooLarge(ServerError, exit_code=ExitCode.TOO_LARGE): ...
 
 
-class VerificationFailed(ClientError):
-    exit_code = ExitCode.VERIFICATION_FAILED
+class RateLimited(ServerError, exit_code=ExitCode.RATE_LIMITED): ...
 
 
-class LocalFileError(ClientError):
-    exit_code = ExitCode.FAILED
+class Unavailable(ServerError, exit_code=ExitCode.UNAVAILABLE): ...
+
+
+class ConnectionFailed(ClientError, exit_code=ExitCode.CONNECTION_FAILED): ...
+
+
+class VerificationFailed(ClientError, exit_code=ExitCode.VERIFICATION_FAILED): ...
+
+
+class LocalFileError(ClientError, exit_code=ExitCode.FAILED): ...
 
 
 GONE_REASONS = {

@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from lapse import __version__, sweeper, web
-from lapse.api import download, files, keys, links, ops, problems
+from lapse.api import download, fast_download, files, keys, links, ops, problems
 from lapse.logs import redact_access_logs
-from lapse.middleware import DefaultHeadersMiddleware, ProxyHeadersMiddleware
+from lapse.middleware import DefaultHeadersMiddleware, ProxyHeadersMiddleware, TrustedProxies
 from lapse.runtime import open_runtime
 from lapse.settings import Settings
 
@@ -19,7 +20,17 @@ of downloads, or a revocation. Authenticate with `Authorization: Bearer <key>` (
 `application/problem+json` (RFC 9457)."""
 
 
-def create_app(settings: Settings, *, sweep: bool = True) -> FastAPI:
+class LapseApp(FastAPI):
+    """FastAPI, with plain downloads answered before its middleware stack (api.fast_download)."""
+
+    proxies: TrustedProxies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not await fast_download.answer(scope, receive, send, proxies=self.proxies):
+            await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings, *, sweep: bool = True) -> LapseApp:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, object]]:
         async with open_runtime(settings) as runtime:
@@ -42,15 +53,16 @@ def create_app(settings: Settings, *, sweep: bool = True) -> FastAPI:
                         await task
 
     redact_access_logs()
-    app = FastAPI(title="Lapse", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = LapseApp(title="Lapse", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.proxies = TrustedProxies(settings.trusted_proxies)
     problems.install(app)
     for module in (files, links, keys, download, ops):
         app.include_router(module.router)
     web.install(app)
     app.add_middleware(DefaultHeadersMiddleware)
-    app.add_middleware(ProxyHeadersMiddleware, trusted=settings.trusted_proxies)
+    app.add_middleware(ProxyHeadersMiddleware, proxies=app.proxies)
     return app
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> LapseApp:
     return create_app(Settings())

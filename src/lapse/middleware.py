@@ -6,22 +6,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lapse.settings import Network
 
-DEFAULT_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-]
+DEFAULT_HEADER_FIELDS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+DEFAULT_HEADERS = [(k.lower().encode(), v.encode()) for k, v in DEFAULT_HEADER_FIELDS.items()]
 
 
-class ProxyHeadersMiddleware:
+class TrustedProxies:
     """Honour X-Forwarded-For/-Proto/-Host/-Prefix only from LAPSE_TRUSTED_PROXIES.
 
     Uvicorn's own proxy middleware knows For and Proto but not Host or Prefix, which link URLs need behind a
     proxy, and it ties us to one ASGI server; so this one replaces it (uvicorn runs with proxy_headers off).
     """
 
-    def __init__(self, app: ASGIApp, *, trusted: list[Network]) -> None:
-        self.app = app
+    def __init__(self, trusted: list[Network]) -> None:
         self.trusted = trusted
 
     def _is_trusted(self, host: str) -> bool:
@@ -31,11 +31,11 @@ class ProxyHeadersMiddleware:
             return False
         return any(address in network for network in self.trusted)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def forwarded(self, scope: Scope) -> Scope:
+        """The scope as the client sent it to our proxy: a new dict if a trusted proxy forwarded it, else itself."""
         client = scope.get("client")
         if scope["type"] != "http" or not client or not self._is_trusted(client[0]):
-            await self.app(scope, receive, send)
-            return
+            return scope
         headers = dict(scope["headers"])
         scope = dict(scope)
         if proto := headers.get(b"x-forwarded-proto"):
@@ -54,7 +54,16 @@ class ProxyHeadersMiddleware:
                 if not self._is_trusted(hop):
                     scope["client"] = (hop, 0)
                     break
-        await self.app(scope, receive, send)
+        return scope
+
+
+class ProxyHeadersMiddleware:
+    def __init__(self, app: ASGIApp, *, proxies: TrustedProxies) -> None:
+        self.app = app
+        self.proxies = proxies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(self.proxies.forwarded(scope), receive, send)
 
 
 class DefaultHeadersMiddleware:

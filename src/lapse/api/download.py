@@ -4,29 +4,30 @@ Order matters, and every step before `redeem` is free: resolve (404/410) → pre
 → preconditions and Range (304/412/416) → HEAD → redeem and commit → send bytes with a grant.
 """
 
+import asyncio
 import base64
 import binascii
 import json
 import os
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-import anyio.to_thread
 from fastapi import APIRouter, Request, Response
-from starlette.datastructures import Headers, MutableHeaders
-from starlette.responses import FileResponse
-from starlette.types import Receive, Scope
-from starlette.types import Send as ASGISend
+from starlette.datastructures import Headers
 
 from lapse.api import serving
 from lapse.api.deps import get_runtime
+from lapse.api.file_responses import JudgedFileResponse, SmallFileResponse
 from lapse.api.problems import problem, responses
 from lapse.db.base import utc_now
-from lapse.errors import InvalidInput, Unavailable
+from lapse.errors import InvalidInput, LapseError, Unavailable
 from lapse.links import redemption
 from lapse.links.redemption import Target
+from lapse.middleware import DEFAULT_HEADER_FIELDS
+from lapse.runtime import Runtime
 
 router = APIRouter(tags=["download"])
 
@@ -34,7 +35,6 @@ GRANT_COOKIE = "lapse_grant"
 GRANT_HEADER = "lapse-grant"
 MAX_PASSWORD_BODY = 8 * 1024
 SMALL_FILE = 64 * 1024  # read with the stat and sent in one message
-CHUNK = 512 * 1024  # bigger files: a thread hop per 512 KiB, not per 64 KiB (CPU/GiB ÷ 4; RSS flat)
 DOWNLOAD_ERRORS = responses(401, 404, 405, 410, 412, 416, 429, 503)
 
 
@@ -65,69 +65,13 @@ async def _posted_password(request: Request) -> str | None:
             value = json.loads(body or b"{}").get("password")
             return value if isinstance(value, str) else None
         return parse_qs(body.decode(), max_num_fields=8).get("password", [None])[0]
-    except (ValueError, AttributeError, UnicodeDecodeError) as exc:
+    except (ValueError, AttributeError, UnicodeDecodeError, RecursionError) as exc:  # deep JSON nesting too
         raise InvalidInput("Send the password as a form field or JSON `password`.") from exc
 
 
 def _is_prefetch(headers: Headers) -> bool:
     purpose = f"{headers.get('sec-purpose', '')},{headers.get('purpose', '')},{headers.get('x-purpose', '')}"
     return "prefetch" in purpose.lower() or "preview" in purpose.lower()
-
-
-class JudgedFileResponse(FileResponse):
-    """FileResponse over a scope whose Range and If-Range we already judged (see `serving`), so it sends exactly
-    the ranges we decided; a password POST is answered as the GET it stands for.
-
-    A small file comes with its bytes already read (`body`, from the same thread hop as the stat): it is sent as
-    one message, without FileResponse's open / read / close hops and its disconnect-watching task group, which
-    cost more than the rest of a 1 KiB download together. Big files stream in `CHUNK` pieces, one hop each.
-    """
-
-    chunk_size = CHUNK
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        headers: dict[str, str],
-        stat: os.stat_result,
-        range_header: str | None,
-        method: str,
-        body: bytes | None = None,
-    ) -> None:
-        super().__init__(path, headers=headers, media_type=headers["Content-Type"], stat_result=stat)
-        self.judged = {"range": range_header, "if_range": None}
-        self.method = method
-        self.preloaded = body
-
-    async def __call__(self, scope: Scope, receive: Receive, send: ASGISend) -> None:
-        span = self._preloaded_span()
-        if self.preloaded is not None and span is not None and self.method == "GET":
-            await self._send_preloaded(send, self.preloaded, *span)
-            return
-        scope = serving.scope_with_headers(scope, **self.judged)
-        await super().__call__({**scope, "method": self.method}, receive, send)
-
-    def _preloaded_span(self) -> tuple[int, int] | None:
-        """The one byte span to send (the whole file, or its single judged range); None for several ranges."""
-        spec = self.judged["range"]
-        if spec is None:
-            return 0, int(self.headers["content-length"])
-        ranges = spec.removeprefix("bytes=").split(",")
-        if len(ranges) != 1:
-            return None
-        first, _, last = ranges[0].partition("-")
-        return int(first), int(last) + 1
-
-    async def _send_preloaded(self, send: ASGISend, body: bytes, start: int, end: int) -> None:
-        status, headers = 200, self.raw_headers
-        if self.judged["range"] is not None:
-            partial = MutableHeaders(raw=list(self.raw_headers))
-            partial["content-range"] = f"bytes {start}-{end - 1}/{len(body)}"
-            partial["content-length"] = str(end - start)
-            status, headers = 206, partial.raw
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body[start:end], "more_body": False})
 
 
 def _stat_and_read_small(path: Path) -> tuple[os.stat_result, bytes | None]:
@@ -165,19 +109,12 @@ async def download(token: str, request: Request) -> Response:
     """Download. Each GET without a grant spends one download and returns a grant (cookie and `Lapse-Grant`
     header) that lets an interrupted transfer resume with Range requests for free. HEAD, 304, 416, errors and
     prefetches never spend one. For a password link, POST the form field `password` (or use Basic auth)."""
-    # No dependencies on this route: FastAPI's per-request dependency solving was a sixth of its CPU.
+    # Most GETs and HEADs never get here: `serve_common_case` answers them in front of the framework's routing
+    # (api.fast_download). This route answers the rest: passwords, prefetches, conditional answers and errors.
     runtime = get_runtime(request)
     now = utc_now()
     method = request.method
-    # The lean path (links.redeemer): no ORM session on this route, one thread hop per statement.
-    target = await redemption.resolve_with(
-        runtime.redeemer,
-        secret=runtime.secret,
-        signer=runtime.grants,
-        token=token,
-        grant=_presented_grant(request),
-        now=now,
-    )
+    target = await _resolve(request, runtime, token, now)
     if method == "POST" and target.link.password_hash is None:
         return problem(405, "This link takes GET and HEAD.", headers={"Allow": "GET, HEAD"})
     if _is_prefetch(request.headers):
@@ -186,54 +123,118 @@ async def download(token: str, request: Request) -> Response:
     client = request.client.host if request.client else "unknown"
     await redemption.check_password(target=target, password=password, limiter=runtime.limiter, client=client)
 
-    path = runtime.storage.local_path(target.file.storage_key)
-    if path is None:
-        raise Unavailable("This storage cannot serve files directly.")
-    try:
-        stat, small_body = await anyio.to_thread.run_sync(_stat_and_read_small, path)
-    except OSError as exc:  # a row without bytes: refuse before counting (fail closed)
-        raise Unavailable("The file's bytes are not reachable right now.") from exc
-
-    rep = serving.Representation(
-        etag=f'"{target.file.sha256}"', last_modified=target.file.created_at, size=stat.st_size
-    )
-    headers = serving.representation_headers(rep, filename=target.file.name, content_type=target.file.content_type)
+    opened = await _open(runtime, target)
     # A POST answers like a GET; preconditions and Range are judged for the GET it stands for.
-    decision = serving.evaluate("GET" if method == "POST" else method, request.headers, rep)
+    decision = serving.evaluate("GET" if method == "POST" else method, request.headers, opened.rep)
     match decision:
         case serving.PreconditionFailed():
             return problem(412, "A precondition did not hold.")
+        case serving.NotModified() if method == "POST":  # 304 is for GET and HEAD only (RFC 9110 §13.1.2)
+            return problem(412, "A precondition did not hold.")
         case serving.NotModified():
             keep = ("ETag", "Last-Modified", "Cache-Control", *serving.SAFE_HEADERS)
-            return Response(status_code=304, headers={k: v for k, v in headers.items() if k in keep})
+            return Response(status_code=304, headers={k: v for k, v in opened.headers.items() if k in keep})
         case serving.RangeNotSatisfiable():
             return problem(
                 416,
                 "No requested range lies within the file.",
-                headers={"Content-Range": f"bytes */{rep.size}"},
+                headers={"Content-Range": f"bytes */{opened.rep.size}"},
             )
     if not isinstance(decision, serving.Send):  # the match above is exhaustive; this keeps mypy honest
         raise TypeError(decision)
+    return await _send(request, runtime, target, opened, decision, token=token, now=now)
 
+
+async def serve_common_case(request: Request, token: str) -> Response | None:
+    """A GET or HEAD of a live link without a password, whose preconditions let it be sent: answered here with the
+    same steps as `download`, without the framework's routing, dependencies and exception layers (a third of a
+    small download's CPU). None for everything else, which `download` then answers from the start: nothing has
+    been counted when this returns None (a refused redemption counts nothing either).
+    """
+    if _is_prefetch(request.headers) or _basic_password(request) is not None:
+        return None
+    runtime = get_runtime(request)
+    now = utc_now()
+    try:
+        target = await _resolve(request, runtime, token, now)
+        if target.link.password_hash is not None and not target.granted:
+            return None
+        opened = await _open(runtime, target)
+        decision = serving.evaluate(request.method, request.headers, opened.rep)
+        if not isinstance(decision, serving.Send):
+            return None
+        return await _send(request, runtime, target, opened, decision, token=token, now=now)
+    except LapseError:
+        return None
+
+
+async def _resolve(request: Request, runtime: Runtime, token: str, now: datetime) -> Target:
+    # The lean path (links.redeemer): no ORM session on downloads, one thread hop per statement.
+    return await redemption.resolve_with(
+        runtime.redeemer,
+        secret=runtime.secret,
+        signer=runtime.grants,
+        token=token,
+        grant=_presented_grant(request),
+        now=now,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    path: Path
+    stat: os.stat_result
+    small_body: bytes | None
+    rep: serving.Representation
+    headers: dict[str, str]
+
+
+async def _open(runtime: Runtime, target: Target) -> _Opened:
+    path = runtime.storage.local_path(target.file.storage_key)
+    if path is None:
+        raise Unavailable("This storage cannot serve files directly.")
+    try:
+        stat, small_body = await asyncio.get_running_loop().run_in_executor(None, _stat_and_read_small, path)
+    except OSError as exc:  # a row without bytes: refuse before counting (fail closed)
+        raise Unavailable("The file's bytes are not reachable right now.") from exc
+    rep = serving.Representation(
+        etag=f'"{target.file.sha256}"', last_modified=target.file.created_at, size=stat.st_size
+    )
+    headers = serving.representation_headers(rep, filename=target.file.name, content_type=target.file.content_type)
+    return _Opened(path=path, stat=stat, small_body=small_body, rep=rep, headers=headers)
+
+
+async def _send(
+    request: Request,
+    runtime: Runtime,
+    target: Target,
+    opened: _Opened,
+    decision: serving.Send,
+    *,
+    token: str,
+    now: datetime,
+) -> Response:
+    """HEAD: the headers and the link's state. GET (and a password POST, answered as the GET it stands for):
+    spend one download unless a grant covers it — committed before any byte — then the bytes with a grant."""
+    headers = opened.headers | DEFAULT_HEADER_FIELDS  # the fast path answers without DefaultHeadersMiddleware
+    method = request.method
     if method == "HEAD":
         headers |= _link_status_headers(target)
     elif not target.granted:
-        await redemption.redeem_with(runtime.redeemer, target=target, now=now)  # committed: counted before any byte
-        headers |= _grant_headers(
-            request,
-            runtime.grants.sign(target.link.id, now + runtime.settings.grant_ttl),
-            token,
-            runtime.settings.grant_ttl,
-        )
-
-    # HEAD gets no Range (RFC 9110 §14.2); POST is answered as GET so that the body is sent.
+        await redemption.redeem_with(runtime.redeemer, target=target, now=now)
+        ttl = runtime.settings.grant_ttl
+        headers |= _grant_headers(request, runtime.grants.sign(target.link.id, now + ttl), token, ttl)
+    # HEAD gets no Range (RFC 9110 §14.2).
+    ranges = decision.ranges
+    if opened.small_body is not None and (ranges is None or len(ranges) == 1):
+        span = ranges[0] if ranges else None
+        return SmallFileResponse(opened.small_body, headers=headers, span=span, head=method == "HEAD")
     return JudgedFileResponse(
-        path,
+        opened.path,
         headers=headers,
-        stat=stat,
-        range_header=serving.range_header(decision.ranges) if decision.ranges else None,
+        stat=opened.stat,
+        range_header=serving.range_header(ranges) if ranges else None,
         method="HEAD" if method == "HEAD" else "GET",
-        body=small_body,
     )
 
 
@@ -245,6 +246,6 @@ def _link_status_headers(target: Target) -> dict[str, str]:
 
 def _grant_headers(request: Request, grant: str, token: str, ttl: timedelta) -> dict[str, str]:
     path = f"{request.scope.get('root_path', '').rstrip('/')}/d/{token}"
-    secure = "; Secure" if request.url.scheme == "https" else ""
+    secure = "; Secure" if request.scope.get("scheme") == "https" else ""  # not request.url: it parses the URL
     cookie = f"{GRANT_COOKIE}={grant}; Path={path}; Max-Age={int(ttl.total_seconds())}; HttpOnly; SameSite=Lax{secure}"
     return {"Lapse-Grant": grant, "Set-Cookie": cookie}

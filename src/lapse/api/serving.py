@@ -6,6 +6,7 @@ where a malformed Range must be ignored, and its `filename*` has no ASCII fallba
 here first, and FileResponse only ever sees a Range it will accept as we decided.
 """
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -52,6 +53,7 @@ _ATTR_CHARS = "!#$&+-.^_`|~"
 _NOT_TOKEN_SAFE = re.compile(r'[^\x20-\x7e]|["\\;%/]')
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and the same few names are served again and again
 def content_disposition(filename: str) -> str:
     """`attachment; filename="ascii"; filename*=UTF-8''utf8` per RFC 6266 §4.3 and RFC 8187, never interpolated raw."""
     name = unicodedata.normalize("NFC", filename).replace("/", "_").replace("\\", "_")
@@ -64,6 +66,7 @@ def served_type(content_type: str) -> str:
     return "application/octet-stream" if content_type in ACTIVE_TYPES else content_type
 
 
+@functools.lru_cache(maxsize=4096)  # pure; a file's dates repeat on every download of it
 def http_date(moment: datetime) -> str:
     return format_datetime(moment.replace(microsecond=0), usegmt=True)
 

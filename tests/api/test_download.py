@@ -381,3 +381,22 @@ async def test_file_deleted_is_410(alice: ApiClient, http: httpx.AsyncClient) ->
     response = await fresh_get(http, link["path"])
     assert response.status_code == 410
     assert response.json()["reason"] == "file_deleted"
+
+
+async def test_password_post_with_a_matching_if_none_match_is_412_uncounted(
+    alice: ApiClient, http: httpx.AsyncClient
+) -> None:
+    """RFC 9110 §13.1.2: a failed If-None-Match answers 304 only to GET and HEAD; a POST gets 412."""
+    link = await alice.share(BODY, max_downloads=1, password="pw")
+    head = await http.head(link["path"], headers={"Authorization": "Basic " + base64.b64encode(b":pw").decode()})
+    response = await http.post(link["path"], data={"password": "pw"}, headers={"If-None-Match": head.headers["etag"]})
+    assert response.status_code == 412
+    assert await downloads_of(alice, link) == 0
+
+
+async def test_deeply_nested_json_password_is_400(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    link = await alice.share(BODY, password="pw")
+    nested = b"[" * 4000 + b"]" * 4000  # within the form size cap, past the JSON parser's recursion limit
+    response = await http.post(link["path"], content=nested, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"

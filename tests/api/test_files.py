@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -39,6 +40,26 @@ async def test_raw_put_upload_with_link(alice: ApiClient, http: httpx.AsyncClien
     assert body["link"]["url"].startswith("http://testserver/d/")
     download = await http.get(httpx.URL(body["link"]["url"]).path)
     assert download.content == b"abc"
+
+
+@pytest.mark.parametrize("piece", [1, 1000, None], ids=["one-byte pieces", "1000-byte pieces", "one piece"])
+async def test_raw_put_is_stored_whole_however_the_body_arrives(
+    alice: ApiClient, http: httpx.AsyncClient, settings: Settings, piece: int | None
+) -> None:
+    """The body is gathered into batches for a worker thread: no cut may lose, reorder or skip a byte."""
+    data = os.urandom(settings.max_upload_size if piece != 1 else 20_000)  # 1-byte pieces: kept short, for speed
+    step = piece or len(data)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(data), step):
+            yield data[start : start + step]
+
+    response = await alice.request("PUT", "/api/v1/files/cut.bin?max_downloads=1", content=pieces())
+    assert response.status_code == 201, response.text
+    assert response.json()["sha256"] == hashlib.sha256(data).hexdigest()
+    assert response.json()["size"] == len(data)
+    download = await http.get(httpx.URL(response.json()["link"]["url"]).path)
+    assert download.content == data
 
 
 async def test_raw_put_without_link_params_has_no_link(alice: ApiClient) -> None:

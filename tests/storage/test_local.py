@@ -1,0 +1,97 @@
+"""LocalStorage.write: the bytes and sha256 are right however the body is cut, and a failure keeps nothing."""
+
+import hashlib
+import os
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from lapse.db.session import transaction
+from lapse.errors import TooLarge
+from lapse.files import service as files_service
+from lapse.keys import service as keys_service
+from lapse.runtime import Runtime
+from lapse.storage.local import LocalStorage
+from tests.helpers import stored_files
+
+pytestmark = pytest.mark.anyio
+MiB = 1024 * 1024
+
+
+class BodyBroke(Exception):
+    """A client that goes away mid-body, as ClientDisconnect does."""
+
+
+async def body(chunks: Sequence[bytes], *, then_fail: bool = False) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+    if then_fail:
+        raise BodyBroke
+
+
+PATTERN = os.urandom(3 * MiB + 12345)
+CUTS = {
+    "one huge chunk": [PATTERN],
+    "many tiny chunks": [PATTERN[i : i + 7] for i in range(0, 300_000, 7)],  # > IOV_MAX per batch
+    "uneven chunks": [PATTERN[i : i + 65_537] for i in range(0, len(PATTERN), 65_537)],
+}
+
+
+@pytest.mark.parametrize("cut", CUTS)
+async def test_bytes_and_sha256_survive_any_cut(tmp_path: Path, cut: str) -> None:
+    chunks = CUTS[cut]
+    expected = b"".join(chunks)
+    storage = LocalStorage(tmp_path)
+    blob = await storage.write(body(chunks), max_size=len(expected))
+    assert blob.size == len(expected)
+    assert blob.sha256 == hashlib.sha256(expected).hexdigest()
+    path = storage.local_path(blob.key)
+    assert path is not None
+    assert path.read_bytes() == expected
+    assert stored_files(tmp_path) == [path]  # no temp file left beside it
+
+
+async def test_short_writes_are_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """writev may write less than asked (a signal, a nearly full disk): the rest must still go out, in order."""
+    real_writev = os.writev
+
+    def stingy_writev(fd: int, buffers: Sequence[bytes | memoryview]) -> int:
+        first = memoryview(buffers[0])
+        return real_writev(fd, [first[: max(1, len(first) // 3)]])
+
+    monkeypatch.setattr(os, "writev", stingy_writev)  # local.py calls os.writev at run time
+    chunks = [PATTERN[:1000], PATTERN[1000:1001], PATTERN[1001:50_000]]
+    blob = await LocalStorage(tmp_path).write(body(chunks), max_size=MiB)
+    path = LocalStorage(tmp_path).local_path(blob.key)
+    assert path is not None
+    assert path.read_bytes() == PATTERN[:50_000]
+
+
+async def test_over_the_cap_mid_stream_keeps_nothing(tmp_path: Path) -> None:
+    chunks = [PATTERN[i : i + 100_000] for i in range(0, 3 * MiB, 100_000)]
+    with pytest.raises(TooLarge):
+        await LocalStorage(tmp_path).write(body(chunks), max_size=2 * MiB)
+    assert stored_files(tmp_path) == []
+
+
+async def test_a_body_failing_mid_upload_leaves_no_row_and_no_temp_file(runtime: Runtime) -> None:
+    """Past the first batches (so a write is in flight when it breaks): the error surfaces as itself, the temp
+    file is gone, and no row was added."""
+    async with transaction(runtime.sessions) as session:
+        owner, _ = await keys_service.create_key(session, secret=runtime.secret, name="o", admin=False)
+    chunks = [PATTERN[i : i + 65_536] for i in range(0, 3 * MiB, 65_536)]
+    with pytest.raises(BodyBroke):
+        async with transaction(runtime.sessions) as session:
+            await files_service.upload(
+                session,
+                storage=runtime.storage,
+                owner=owner,
+                filename="broken.bin",
+                content_type=None,
+                chunks=body(chunks, then_fail=True),
+                max_size=10 * MiB,
+            )
+    async with transaction(runtime.sessions) as session:
+        assert await files_service.list_files(session, owner=owner, cursor=None, limit=10) == []
+    assert stored_files(runtime.settings.data_dir / "blobs") == []

@@ -65,6 +65,11 @@ def test_env_and_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         {"LAPSE_TRUSTED_PROXIES": "not-an-ip"},
         {"LAPSE_PUBLIC_URL": "ftp://x"},
         {"LAPSE_SECRET_KEY": "too-short"},
+        {"LAPSE_DELIVERY": "sendfile"},
+        {"LAPSE_ACCEL_PREFIX": "/_lapse/blobs"},
+        {"LAPSE_ACCEL_PREFIX": "_lapse/blobs/"},
+        {"LAPSE_ACCEL_PREFIX": "/"},
+        {"LAPSE_ACCEL_PREFIX": "/a b/"},
     ],
 )
 def test_bad_settings_are_refused(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,6 +93,28 @@ def test_cli_reports_a_bad_setting_in_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "lapse: invalid setting LAPSE_GRANT_TTL: not a duration: 'soon' (try 30m, 1h or 2d)"
     ]
+
+
+def test_cli_reports_a_bad_accel_prefix_in_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "LAPSE_DATA_DIR": str(tmp_path), "LAPSE_ACCEL_PREFIX": "/_lapse/blobs"}
+    result = subprocess.run(
+        [sys.executable, "-m", "lapse", "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "lapse: invalid setting LAPSE_ACCEL_PREFIX: must be a path that starts and ends with /, like /_lapse/blobs/"
+        " (got '/_lapse/blobs')"
+    ]
+
+
+def test_delivery_defaults_to_inline(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    assert (settings.delivery, settings.accel_prefix) == ("inline", "/_lapse/blobs/")
 
 
 def test_secret_is_generated_once_private_and_reused(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ Built by `create_app` and the CLI, never at import time, so tests and several ap
 
 import contextlib
 import os
+import re
 import secrets
 from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -26,6 +27,8 @@ def _split_networks(value: Any) -> Any:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+# A path prefix that goes out in a response header: no spaces, quotes or control characters, however configured.
+_ACCEL_PREFIX = re.compile(r"/([A-Za-z0-9._~-]+/)+")
 Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
 
 
@@ -49,12 +52,22 @@ class Settings(BaseSettings):
     password_attempts: int = Field(default=5, ge=1)
     password_window: Duration = timedelta(minutes=5)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # inline: the app sends the bytes; accel: it counts, then nginx sends them (X-Accel-Redirect; deploy/nginx)
+    delivery: Literal["inline", "accel"] = "inline"
+    accel_prefix: str = "/_lapse/blobs/"  # nginx's internal location for blobs (deploy/nginx/lapse.conf)
 
     @field_validator("default_ttl", "max_ttl", "grant_ttl", "sweep_interval")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("must be positive")
+        return value
+
+    @field_validator("accel_prefix")
+    @classmethod
+    def _accel_path(cls, value: str) -> str:
+        if not _ACCEL_PREFIX.fullmatch(value):
+            raise ValueError(f"must be a path that starts and ends with /, like /_lapse/blobs/ (got {value!r})")
         return value
 
     @field_validator("secret_key")

@@ -400,3 +400,16 @@ async def test_deeply_nested_json_password_is_400(alice: ApiClient, http: httpx.
     response = await http.post(link["path"], content=nested, headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_dead_link_says_why_in_a_header_too(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    """HEAD has no body for the problem's `reason`; `Lapse-Gone-Reason` carries it for HEAD and GET alike."""
+    link = await alice.share(BODY, max_downloads=1)
+    assert (await http.get(link["path"])).status_code == 200
+    http.cookies.clear()
+    head = await http.head(link["path"])
+    assert head.status_code == 410
+    assert head.headers["lapse-gone-reason"] == "exhausted"
+    await alice.request("DELETE", f"/api/v1/links/{link['id']}")
+    get = await http.get(link["path"])
+    assert get.headers["lapse-gone-reason"] == get.json()["reason"] == "revoked"

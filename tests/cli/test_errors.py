@@ -37,6 +37,7 @@ def test_exit_codes_are_distinct() -> None:
         (answer(410, {"reason": "exhausted"}), 5, "This link is gone (410): it is exhausted"),
         (answer(410, {"reason": "revoked"}), 5, "This link is gone (410): it was revoked."),
         (answer(410), 5, "This link is gone (410): it is no longer available."),
+        (answer(410, headers={"Lapse-Gone-Reason": "revoked"}), 5, "This link is gone (410): it was revoked."),
         (answer(413, {"detail": "Over 1 MiB."}), 6, "The server refused the file as too large (413): Over 1 MiB."),
         (answer(429, headers={"Retry-After": "30"}), 7, "Too many attempts (429); try again in 30 s."),
         (

@@ -20,6 +20,7 @@ logger = logging.getLogger("lapse")
 PROBLEM_JSON = "application/problem+json"
 # Errors about a link must never be replayed by a cache: 404 and 410 are cacheable by default (RFC 9111).
 NO_STORE = {"Cache-Control": "no-store"}
+GONE_REASON_HEADER = "Lapse-Gone-Reason"
 
 
 class Problem(BaseModel):
@@ -46,7 +47,8 @@ def problem_for(exc: errors.LapseError) -> Response:
         case errors.NotFound():
             return problem(404, exc.message)
         case errors.Gone(reason=reason):
-            return problem(410, exc.message, reason=reason.value)
+            # The header too: a HEAD answer has no body to carry the reason.
+            return problem(410, exc.message, reason=reason.value, headers={GONE_REASON_HEADER: reason.value})
         case errors.Unauthorized():
             return problem(401, exc.message, headers={"WWW-Authenticate": 'Bearer realm="lapse"'})
         case errors.PasswordRequired():

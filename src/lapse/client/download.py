@@ -112,8 +112,8 @@ class _Link:
             response.read()
             response.close()
             error = error_for(response, what="link")
-            if method == "HEAD" and response.status_code == 410:
-                raise self._why_gone(headers) or error
+            if method == "HEAD" and response.status_code == 410 and "lapse-gone-reason" not in response.headers:
+                raise self._why_gone(headers) or error  # a server from before the header
             if not isinstance(error, Unauthorized) or attempt == PASSWORD_TRIES:
                 raise error
             self.auth = httpx.BasicAuth("", self.ask_password(self.auth is not None))

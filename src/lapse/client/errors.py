@@ -138,7 +138,7 @@ def error_for(response: httpx.Response, *, what: str = "resource") -> ServerErro
         case 404:
             return NotFound(f"No such {what} on the server (404).", status=status, detail=detail)
         case 410:
-            reason = _problem_field(response, "reason")
+            reason = _problem_field(response, "reason") or response.headers.get("lapse-gone-reason")
             why = GONE_REASONS.get(reason or "", "it is no longer available")
             return Gone(f"This link is gone (410): {why}.", status=status, detail=detail, reason=reason)
         case 413:

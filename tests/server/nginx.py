@@ -1,0 +1,126 @@
+"""A real nginx in front of a real `lapse serve`, configured from the repo's deploy/nginx/lapse.conf.
+
+The site file is used as shipped, with only its placeholders (Lapse's address, the listen address, the blob folder)
+replaced, inside a main config of our own: a temp prefix, a pid file, and an access log that names the location
+which answered (`$uri` is the internal location after an X-Accel-Redirect). Stopped by its process group.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping
+from contextlib import suppress
+from pathlib import Path
+
+from tests.server.process import LapseServer, free_port
+
+DEPLOY_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "lapse.conf"
+START_TIMEOUT = 15.0
+MAIN_CONF = """
+{user}
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/nginx.error.log warn;
+events {{ worker_connections 512; }}
+http {{
+    log_format accel '$request_uri $uri $status $body_bytes_sent';
+    access_log {root}/nginx.access.log accel;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    include {root}/lapse.conf;
+}}
+"""
+
+
+def site_config(*, lapse_port: int, port: int, blobs: Path, replace: Mapping[str, str] | None = None) -> str:
+    """deploy/nginx/lapse.conf with its placeholders (and `replace`'s strings) replaced; each must be there."""
+    text = DEPLOY_CONF.read_text()
+    replacements = {
+        "server 127.0.0.1:8000;": f"server 127.0.0.1:{lapse_port};",
+        "listen 80;": f"listen 127.0.0.1:{port};",
+        "/var/lib/lapse/data/blobs/": f"{blobs}/",
+        **(replace or {}),
+    }
+    for old, new in replacements.items():
+        assert old in text, f"{old!r} is no longer in {DEPLOY_CONF}"
+        text = text.replace(old, new)
+    return text
+
+
+class Nginx:
+    """nginx from PATH with `daemon off`, in a process group of its own."""
+
+    def __init__(self, root: Path, lapse: LapseServer, *, replace: Mapping[str, str] | None = None) -> None:
+        self.root = root
+        self.lapse = lapse
+        self.replace = replace
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def error_log(self) -> Path:
+        return self.root / "nginx.error.log"
+
+    def start(self) -> None:
+        binary = shutil.which("nginx")
+        assert binary is not None, "nginx is not on PATH (.ci/run installs nginx-light)"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        site = site_config(lapse_port=self.lapse.port, port=self.port, blobs=self.lapse.blobs, replace=self.replace)
+        (self.root / "lapse.conf").write_text(site)
+        user = "user root;" if os.geteuid() == 0 else ""  # as root, workers would drop to nobody: no blobs for them
+        conf = self.root / "nginx.conf"
+        conf.write_text(MAIN_CONF.format(root=self.root, user=user))
+        command = [binary, "-p", f"{self.root}/", "-e", str(self.error_log), "-c", str(conf), "-g", "daemon off;"]
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if (code := self.process.poll()) is not None:
+                self.process = None
+                raise RuntimeError(f"nginx exited with {code}:\n{self.logs()}")
+            with suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"nginx did not listen within {START_TIMEOUT} s:\n{self.logs()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)  # nginx's fast shutdown, master and workers
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(5)
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def access_log(self) -> list[str]:
+        path = self.root / "nginx.access.log"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def answered_by(self, request_path: str, *, count: int = 1, timeout: float = 5.0) -> list[str]:
+        """The `$uri` of each logged request for `request_path` — the internal location that sent the bytes, or
+        the path itself when Lapse did — once `count` of them are logged (nginx logs after the last byte)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [line.split() for line in self.access_log()]
+            uris = [fields[1] for fields in lines if fields and fields[0] == request_path]
+            if len(uris) >= count or time.monotonic() > deadline:
+                return uris
+            time.sleep(0.02)
+
+    def logs(self) -> str:
+        return self.error_log.read_text(errors="replace") if self.error_log.exists() else "(no error log)"

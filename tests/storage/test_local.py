@@ -12,6 +12,7 @@ from lapse.errors import TooLarge
 from lapse.files import service as files_service
 from lapse.keys import service as keys_service
 from lapse.runtime import Runtime
+from lapse.storage import blob_writer
 from lapse.storage.local import LocalStorage
 from tests.helpers import stored_files
 
@@ -60,12 +61,32 @@ async def test_short_writes_are_finished(tmp_path: Path, monkeypatch: pytest.Mon
         first = memoryview(buffers[0])
         return real_writev(fd, [first[: max(1, len(first) // 3)]])
 
-    monkeypatch.setattr(os, "writev", stingy_writev)  # local.py calls os.writev at run time
+    monkeypatch.setattr(os, "writev", stingy_writev)  # blob_writer calls os.writev at run time
     chunks = [PATTERN[:1000], PATTERN[1000:1001], PATTERN[1001:50_000]]
     blob = await LocalStorage(tmp_path).write(body(chunks), max_size=MiB)
     path = LocalStorage(tmp_path).local_path(blob.key)
     assert path is not None
     assert path.read_bytes() == PATTERN[:50_000]
+
+
+async def test_writeback_is_started_as_the_upload_goes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """So the final fsync finds little left: every range once, in order, while the body is still arriving."""
+    started: list[tuple[int, int]] = []
+    monkeypatch.setattr(blob_writer, "start_writeback", lambda fd, offset, length: started.append((offset, length)))
+    chunks = [PATTERN[:MiB]] * 20
+    await LocalStorage(tmp_path).write(body(chunks), max_size=20 * MiB)
+    assert started, "no writeback was started before the final fsync"
+    assert [offset for offset, _ in started] == [sum(length for _, length in started[:i]) for i in range(len(started))]
+    assert all(length >= blob_writer.WRITEBACK_EVERY for _, length in started)
+    assert sum(length for _, length in started) <= 20 * MiB
+
+
+def test_sync_file_range_is_the_real_one_on_linux(tmp_path: Path) -> None:
+    assert blob_writer.start_writeback is not blob_writer._no_writeback
+    with (tmp_path / "f").open("wb") as file:
+        file.write(b"x" * 10_000)
+        file.flush()
+        blob_writer.start_writeback(file.fileno(), 0, 10_000)  # must not raise
 
 
 async def test_over_the_cap_mid_stream_keeps_nothing(tmp_path: Path) -> None:

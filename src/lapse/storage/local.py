@@ -2,28 +2,21 @@
 
 import contextlib
 import errno
-import hashlib
 import io
 import os
 import secrets
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
 from lapse.errors import InsufficientStorage, Unavailable
 from lapse.storage.base import BlobInfo, StoredBlob
+from lapse.storage.blob_writer import BlobWriter
 from lapse.storage.pipeline import pump
 
-if TYPE_CHECKING:
-    from _hashlib import HASH
-
 TEMP_PREFIX = ".tmp-"
-# writev(2) takes at most this many buffers per call (IOV_MAX on Linux).
-MAX_IOV = 1024
 
 
 class LocalStorage:
@@ -42,11 +35,11 @@ class LocalStorage:
         key = secrets.token_hex(16)
         final = self._path(key)
         temp = final.with_name(TEMP_PREFIX + key)
-        digest = hashlib.sha256()
         try:
             file = await anyio.to_thread.run_sync(_open_new, temp)
             try:
-                size = await pump(chunks, partial(_write, file, digest), max_size=max_size)
+                writer = BlobWriter(file)
+                await pump(chunks, writer, max_size=max_size)
                 await anyio.to_thread.run_sync(_sync_and_close, file)
             finally:
                 file.close()
@@ -55,7 +48,7 @@ class LocalStorage:
             raise _storage_error(exc) from exc
         finally:
             temp.unlink(missing_ok=True)  # sync on purpose: it must run even when the task is being cancelled
-        return StoredBlob(key=key, size=size, sha256=digest.hexdigest())
+        return StoredBlob(key=key, size=writer.size, sha256=writer.digest.hexdigest())
 
     async def delete(self, key: str) -> None:
         path = self._path(key.removeprefix(TEMP_PREFIX))
@@ -119,30 +112,6 @@ def _make_durable_dirs(folder: Path) -> None:
     with contextlib.suppress(FileExistsError):  # another upload made it first
         folder.mkdir()
         _fsync_dir(folder.parent)
-
-
-def _write(file: io.FileIO, digest: "HASH", batch: list[bytes]) -> None:
-    """Hash and write one batch (in a worker thread). writev, not a joined copy: no byte is copied on its way."""
-    for chunk in batch:
-        digest.update(chunk)
-    for start in range(0, len(batch), MAX_IOV):
-        _writev_all(file.fileno(), batch[start : start + MAX_IOV])
-
-
-def _writev_all(fd: int, buffers: Sequence[bytes]) -> None:
-    """writev until every byte is out: it may write less than asked (a signal, a nearly full disk)."""
-    pending: Sequence[bytes | memoryview] = buffers
-    while pending:
-        written = os.writev(fd, pending)
-        if written <= 0:
-            raise OSError(errno.EIO, "writev wrote nothing")  # never spin on a file that takes no bytes
-        done = 0
-        while done < len(pending) and written >= len(pending[done]):  # whole buffers that went out
-            written -= len(pending[done])
-            done += 1
-        pending = pending[done:]
-        if written:  # and the part of the next one that did
-            pending = [memoryview(pending[0])[written:], *pending[1:]]
 
 
 def _sync_and_close(file: io.FileIO) -> None:

@@ -5,6 +5,8 @@ Every server is started here, on 127.0.0.1, and stopped by pid at the end:
 - Lapse (`lapse serve`, SQLite, 1 worker; then PostgreSQL, 2 workers)
 - FastAPI hello world under the same server and worker count (bench/hello.py): the floor of any FastAPI route
 - nginx (1 worker, sendfile on) serving the same files statically, and taking WebDAV PUTs as the upload baseline
+- Lapse with LAPSE_DELIVERY=accel behind nginx configured from deploy/nginx/lapse.conf (bench/accel.py): Lapse
+  counts, nginx sends the bytes; `--only-accel` measures just that and its baselines
 
 Each figure is the median of `--runs` runs, with the min–max spread. Prints a table of ratios against the targets
 of issue 5 and writes bench/results/bench.json.
@@ -31,6 +33,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import accel
 from procs import MiB, PeakRss, Server, cpu_seconds, free_port, rss_mib
 
 HERE = Path(__file__).resolve().parent
@@ -121,8 +124,11 @@ def load(url: str, args: argparse.Namespace, script: Path | None = None) -> dict
 
 
 class Lapse:
-    def __init__(self, root: Path, database_url: str, *, workers: int, server: str) -> None:
+    def __init__(
+        self, root: Path, database_url: str, *, workers: int, server: str, env: dict[str, str] | None = None
+    ) -> None:
         self.root = root
+        self.blobs = root / "data" / "blobs"
         root.mkdir(parents=True, exist_ok=True)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LAPSE_")} | {
             "LAPSE_DATA_DIR": str(root / "data"),
@@ -130,6 +136,7 @@ class Lapse:
             "LAPSE_SECRET_KEY": SECRET,
             "LAPSE_LOG_LEVEL": "warning",
             "LAPSE_MAX_UPLOAD_SIZE": str(2 * GiB),
+            **(env or {}),
         }
         created = subprocess.run(
             [LAPSE, "keys", "create", "bench", "--admin", "--json"],
@@ -184,8 +191,15 @@ def exactly_one(url: str, requests: int = 50) -> dict[str, int]:
 
 
 def exact_k_under_load(lapse: Lapse, file_id: str, busy_url: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The redemption load keeps running (wrk on another link) while 50 requests race for one download."""
-    one_time = lapse.link(file_id, max_downloads=1)
+    return exact_k_under_load_at(lapse, file_id, busy_url, lambda url: url, args)
+
+
+def exact_k_under_load_at(
+    lapse: Lapse, file_id: str, busy_url: str, where: Callable[[str], str], args: argparse.Namespace
+) -> dict[str, Any]:
+    """The redemption load keeps running (wrk on another link) while 50 requests race for one download
+    (at `where(url)`: through nginx for the accel scenario)."""
+    one_time = where(lapse.link(file_id, max_downloads=1))
     with ThreadPoolExecutor(1) as pool:
         background = pool.submit(wrk, busy_url, seconds=args.seconds, connections=args.connections)
         time.sleep(1)
@@ -273,24 +287,105 @@ def python_server(name: str, app: str, *, workers: int, root: Path, server: str,
     return Server(name, command, port=port, env=dict(os.environ), cwd=root)
 
 
+def static_nginx(root: Path, stack: ExitStack) -> Server:
+    port = free_port()
+    conf = root / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(root=root, port=port))
+    nginx = Server(
+        "nginx",
+        [shutil.which("nginx") or "nginx", "-c", str(conf), "-g", "daemon off;"],
+        port=port,
+        env={},
+        cwd=root,
+    )
+    stack.callback(nginx.stop)
+    nginx.start(workers=2)  # master + 1 worker
+    return nginx
+
+
+def measure_streams(
+    results: dict[str, Any],
+    args: argparse.Namespace,
+    label: str,
+    pids: list[int],
+    url: str,
+    headers: dict[str, str],
+    expect: int,
+) -> None:
+    for count in (1, 4):
+        results[f"stream{count}_{label}"] = repeat(
+            args.runs, lambda c=count: streams(pids, url, count=c, headers=headers, expect=expect)
+        )
+
+
+def run_only_accel(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """The accel scenario and the baselines its ratios need, nothing else."""
+    files = make_files(root, args.big_mib, upload_mib=1)
+    big_size = args.big_mib * MiB
+    ranged = {"Range": f"bytes={big_size // 2}-"}
+    results: dict[str, Any] = {}
+    with ExitStack() as stack:
+        nginx = static_nginx(root, stack)
+        hello = python_server("hello", "hello:app", workers=1, root=root, server="uvicorn", app_dir=HERE)
+        stack.callback(hello.stop)
+        hello.start()
+        results["hello"] = load(hello.url + "/", args)
+        hello.stop()
+        results["nginx_1k"] = load(f"{nginx.url}/small.bin", args)
+        measure_streams(results, args, "nginx", nginx.pids, f"{nginx.url}/big.bin", {}, big_size)
+        measure_streams(results, args, "nginx_ranged", nginx.pids, f"{nginx.url}/big.bin", ranged, big_size // 2)
+        results |= run_accel(args, root, files)
+    return results
+
+
+def run_accel(args: argparse.Namespace, root: Path, files: dict[str, Path]) -> dict[str, Any]:
+    """Lapse (1 worker, SQLite) with LAPSE_DELIVERY=accel behind nginx (1 worker) configured from the repo's
+    deploy/nginx/lapse.conf: every request goes through both, and server CPU is both processes' CPU."""
+    print("accel (nginx sends the bytes) …", file=sys.stderr)
+    big_size = args.big_mib * MiB
+    half = big_size // 2
+    results: dict[str, Any] = {}
+    home = root / "accel"
+    lapse = Lapse(home, f"sqlite:///{home / 'lapse.db'}", workers=1, server="uvicorn", env={"LAPSE_DELIVERY": "accel"})
+    try:
+        lapse.server.start()
+        front = accel.front(root / "accel-nginx", lapse_port=lapse.server.port, blobs=lapse.blobs)
+        try:
+            front.start(workers=2)
+
+            def via_nginx(url: str) -> str:
+                return front.url + httpx.URL(url).path
+
+            small = lapse.upload(files["small"], max_downloads=2**31 - 1)
+            big = lapse.upload(files["big"])
+            unlimited_url = via_nginx(lapse.link(small["id"], max_downloads=None))
+            results["accel_redeem_limited"] = load(via_nginx(small["link"]["url"]), args)
+            results["accel_redeem_unlimited"] = load(unlimited_url, args)
+            results["exact_k_accel"] = exact_k_under_load_at(lapse, small["id"], unlimited_url, via_nginx, args)
+
+            big_url = via_nginx(lapse.link(big["id"], max_downloads=None))
+            with httpx.Client(trust_env=False, timeout=60) as client:
+                first = client.get(big_url, headers={"Range": "bytes=0-0"})
+                first.raise_for_status()
+                grant = first.headers["Lapse-Grant"]
+            pids = front.pids + lapse.server.pids
+            measure_streams(results, args, "accel", pids, big_url, {}, big_size)
+            ranged = {"Range": f"bytes={half}-", "Lapse-Grant": grant}
+            measure_streams(results, args, "accel_ranged", pids, big_url, ranged, big_size - half)
+        finally:
+            front.stop()
+    finally:
+        lapse.close()
+    return results
+
+
 def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     files = make_files(root, args.big_mib, args.upload_mib)
     big_size = args.big_mib * MiB
     half = big_size // 2
     results: dict[str, Any] = {}
     with ExitStack() as stack:
-        port = free_port()
-        conf = root / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(root=root, port=port))
-        nginx = Server(
-            "nginx",
-            [shutil.which("nginx") or "nginx", "-c", str(conf), "-g", "daemon off;"],
-            port=port,
-            env={},
-            cwd=root,
-        )
-        stack.callback(nginx.stop)
-        nginx.start(workers=2)  # master + 1 worker
+        nginx = static_nginx(root, stack)
         hello = python_server("hello", "hello:app", workers=1, root=root, server="uvicorn", app_dir=HERE)
         stack.callback(hello.stop)
         hello.start()
@@ -325,16 +420,12 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         grant = grant_answer.headers["Lapse-Grant"]
         ranged = {"Range": f"bytes={half}-"}
 
-        def measure_streams(label: str, pids: list[int], url: str, headers: dict[str, str], expect: int) -> None:
-            for count in (1, 4):
-                results[f"stream{count}_{label}"] = repeat(
-                    args.runs, lambda c=count: streams(pids, url, count=c, headers=headers, expect=expect)
-                )
-
-        measure_streams("nginx", nginx.pids, f"{nginx.url}/big.bin", {}, big_size)
-        measure_streams("nginx_ranged", nginx.pids, f"{nginx.url}/big.bin", ranged, big_size - half)
-        measure_streams("lapse", lapse.server.pids, big_url, {}, big_size)
-        measure_streams("lapse_ranged", lapse.server.pids, big_url, {**ranged, "Lapse-Grant": grant}, big_size - half)
+        measure_streams(results, args, "nginx", nginx.pids, f"{nginx.url}/big.bin", {}, big_size)
+        measure_streams(results, args, "nginx_ranged", nginx.pids, f"{nginx.url}/big.bin", ranged, big_size - half)
+        measure_streams(results, args, "lapse", lapse.server.pids, big_url, {}, big_size)
+        measure_streams(
+            results, args, "lapse_ranged", lapse.server.pids, big_url, {**ranged, "Lapse-Grant": grant}, big_size - half
+        )
 
         print("upload …", file=sys.stderr)
         up = files["upload"]
@@ -375,6 +466,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         )
         lapse.close()
         hello.stop()
+        results |= run_accel(args, root, files)
 
         if not args.skip_granian and (BIN / "granian").exists():  # the same app, data and links under granian
             print("granian …", file=sys.stderr)
@@ -392,8 +484,10 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             results["granian_redeem_unlimited"] = load(moved(unlimited_url), args)
             ghello.stop()
             pids = glapse.server.pids
-            measure_streams("granian", pids, moved(big_url), {}, big_size)
-            measure_streams("granian_ranged", pids, moved(big_url), {**ranged, "Lapse-Grant": grant}, big_size - half)
+            measure_streams(results, args, "granian", pids, moved(big_url), {}, big_size)
+            measure_streams(
+                results, args, "granian_ranged", pids, moved(big_url), {**ranged, "Lapse-Grant": grant}, big_size - half
+            )
             glapse.close()
 
         if not args.skip_postgres:
@@ -641,12 +735,101 @@ def table(r: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         disk = ratio(ul["mib_s"], r["upload_disk_fsync"]["mib_s"])
         rows.append(("Lapse upload / durable disk copy", "", "", f"{disk:.2f}×"))
 
+    if "accel_redeem_limited" in r:
+        rows += accel_rows(r, target)
+    return render(rows), targets
+
+
+def accel_rows(r: dict[str, Any], target: Callable[..., str]) -> list[tuple[str, str, str, str]]:
+    """LAPSE_DELIVERY=accel: Lapse behind nginx, nginx sending the bytes (server CPU: nginx's and Lapse's)."""
+    hello = r["hello"]["rps"]
+    rows: list[tuple[str, str, str, str]] = []
+    for key, label in (
+        ("accel_redeem_limited", "accel: redeem 1 KiB via nginx, limited"),
+        ("accel_redeem_unlimited", "accel: redeem 1 KiB via nginx, unlimited"),
+    ):
+        inline = r.get(key.removeprefix("accel_"))
+        versus = f", {ratio(r[key]['rps'], inline['rps']):.2f}× inline" if inline else ""
+        rows.append(
+            (
+                label,
+                fmt(r[key]["rps"], " req/s"),
+                fmt(r[key]["p99_ms"], " ms", 1),
+                f"{ratio(r[key]['rps'], hello):.2f}× hello{versus}",
+            )
+        )
+    k = r["exact_k_accel"]
+    rows.append(("accel: exact-k under load", f"50 GETs → {k['codes']}", "", "OK" if k["ok"] else "BROKEN"))
+    for count in (1, 4):
+        n, a, ar = r[f"stream{count}_nginx"], r[f"stream{count}_accel"], r[f"stream{count}_accel_ranged"]
+        rows.append(
+            (
+                f"accel: {count} stream(s) 256 MiB",
+                fmt(a["mib_s"], " MiB/s"),
+                fmt(a["cpu_s_per_gib"], " s/GiB", 2),
+                target(f"P2 {count}-stream accel / nginx", ratio(a["mib_s"], n["mib_s"]), 0.95)
+                if count == 4
+                else f"{ratio(a['mib_s'], n['mib_s']):.2f}× nginx",
+            )
+        )
+        rows.append(
+            (
+                f"accel: {count} stream(s) ranged 2nd half",
+                fmt(ar["mib_s"], " MiB/s"),
+                fmt(ar["cpu_s_per_gib"], " s/GiB", 2),
+                target(f"P2 {count}-stream ranged / full (accel)", ratio(ar["mib_s"], a["mib_s"]), 0.8)
+                if count == 4
+                else f"{ratio(ar['mib_s'], a['mib_s']):.2f}× full",
+            )
+        )
+    n4, a4 = r["stream4_nginx"], r["stream4_accel"]
+    rows.append(
+        (
+            "CPU per GiB, 4 streams, accel / nginx",
+            "",
+            "",
+            target("P2 CPU/GiB / nginx (accel)", ratio(a4["cpu_s_per_gib"], n4["cpu_s_per_gib"]), 2.0, at_most=True),
+        )
+    )
+    growth = max(r[f"stream{c}_accel{s}"]["rss_growth_mib"]["max"] for c in (1, 4) for s in ("", "_ranged"))
+    rows.append(("accel: nginx + Lapse RSS growth while streaming", f"{growth:.1f} MiB", "", ""))
+    return rows
+
+
+def only_accel_table(r: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """`--only-accel`: the baselines measured, then the accel rows."""
+    targets: dict[str, Any] = {}
+
+    def target(name: str, value: float, goal: float, *, at_most: bool = False) -> str:
+        met = value <= goal if at_most else value >= goal
+        targets[name] = {"value": round(value, 3), "goal": goal, "met": met}
+        return f"{value:.2f}× ({'≤' if at_most else '≥'} {goal}) {'MET' if met else 'NOT MET'}"
+
+    rows = [
+        ("hello world (uvicorn, 1 worker)", fmt(r["hello"]["rps"], " req/s"), fmt(r["hello"]["p99_ms"], " ms", 1), ""),
+        ("nginx static 1 KiB", fmt(r["nginx_1k"]["rps"], " req/s"), fmt(r["nginx_1k"]["p99_ms"], " ms", 1), ""),
+    ]
+    for count in (1, 4):
+        for key, label in ((f"stream{count}_nginx", "256 MiB"), (f"stream{count}_nginx_ranged", "ranged 2nd half")):
+            rows.append(
+                (
+                    f"nginx static: {count} stream(s) {label}",
+                    fmt(r[key]["mib_s"], " MiB/s"),
+                    fmt(r[key]["cpu_s_per_gib"], " s/GiB", 2),
+                    "",
+                )
+            )
+    rows += accel_rows(r, target)
+    return render(rows), targets
+
+
+def render(rows: list[tuple[str, str, str, str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     header = ("measurement", "median (min–max)", "p99 / CPU / RSS", "ratio")
     widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
     lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), "-+-".join("-" * w for w in widths)]
     lines += [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(lines), targets
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -658,14 +841,17 @@ def main() -> None:
     parser.add_argument("--upload-mib", type=int, default=1024)
     parser.add_argument("--skip-granian", action="store_true", help="skip the extra run under granian")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--only-accel", action="store_true", help="only the accel scenario and its baselines")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     ensure_tools()
+    if args.only_accel and args.output == RESULTS:
+        args.output = RESULTS.with_name("bench-accel.json")  # the full run's results stay as they are
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="lapse-bench-") as tmp:
         Path(tmp).chmod(0o755)  # nginx's worker reads the static files; nothing secret in here
-        results = run(args, Path(tmp))
-    text, targets = table(results)
+        results = (run_only_accel if args.only_accel else run)(args, Path(tmp))
+    text, targets = (only_accel_table if args.only_accel else table)(results)
     cpu = platform.processor() or platform.machine()
     machine = f"{platform.node()}: {os.cpu_count()} CPUs, {cpu}, Python {platform.python_version()}"
     print(f"\n{machine}; wrk -t1 -c{args.connections} -d{args.seconds}s × {args.runs}\n")

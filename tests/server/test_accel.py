@@ -320,3 +320,25 @@ async def test_a_clients_forwarded_headers_are_not_believed(proxied: Proxied) ->
     cookie = response.headers["set-cookie"]
     assert f"Path={path};" in cookie
     assert "Secure" not in cookie
+
+
+async def test_a_password_post_is_counted_and_sent_by_nginx(proxied: Proxied) -> None:
+    """nginx turns the POST into a GET for the internal location (a static location would refuse a POST)."""
+    with anyio.fail_after(60):
+        async with fresh_client(proxied.url) as client:
+            uploaded = await client.put("/api/v1/files/locked.bin", content=DATA, headers=bearer(proxied.key))
+            made = await client.post(
+                f"/api/v1/files/{uploaded.json()['id']}/links",
+                json={"max_downloads": 1, "password": "open sesame"},  # never in a URL
+                headers=bearer(proxied.key),
+            )
+            assert made.status_code == 201, made.text
+            link = made.json()
+            path = httpx.URL(link["url"]).path
+            assert (await client.post(path, data={"password": "wrong"})).status_code in (401, 403)
+            response = await client.post(path, data={"password": "open sesame"})
+            assert response.status_code == 200
+            assert response.content == DATA
+            assert (await client.post(path, data={"password": "open sesame"})).status_code == 410
+    assert await downloads(proxied, link) == 1
+    assert (await answered_by(proxied, path, 3))[1] == "whole"

@@ -194,14 +194,7 @@ async def _open(runtime: Runtime, target: Target) -> _Opened:
     if path is None:
         raise Unavailable("This storage cannot serve files directly.")
     try:
-        from lapse.links import redeemer as R
-        if not R.EXP_OPEN:
-            R.EXP_OPEN.append(lambda key: _stat_and_read_small(runtime.storage.local_path(key)))
-        got = R.EXP_CACHE.pop(target.file.storage_key, None)
-        if got is not None:
-            stat, small_body = got
-        else:
-            stat, small_body = await asyncio.get_running_loop().run_in_executor(None, _stat_and_read_small, path)
+        stat, small_body = await asyncio.get_running_loop().run_in_executor(None, _stat_and_read_small, path)
     except OSError as exc:  # a row without bytes: refuse before counting (fail closed)
         raise Unavailable("The file's bytes are not reachable right now.") from exc
     rep = serving.Representation(

@@ -33,6 +33,19 @@ async def test_new_link_answers_its_state(alice: ApiClient) -> None:
     }
     read = (await alice.request("GET", f"/api/v1/links/{link['id']}")).json()
     assert read["url"] is None  # the token is not stored, so it cannot be shown again
+    assert read["page_url"] is None
+
+
+async def test_new_link_also_answers_its_landing_page_which_never_counts(
+    alice: ApiClient, http: httpx.AsyncClient
+) -> None:
+    file = await alice.upload(b"x")
+    link = await alice.link(file["id"], max_downloads=1)
+    token = link["url"].rsplit("/", 1)[1]
+    assert link["page_url"] == f"http://testserver/s/{token}"
+    for _ in range(3):  # what a chat preview would do
+        assert (await http.get(link["page_url"])).status_code == 200
+    assert (await alice.request("GET", f"/api/v1/links/{link['id']}")).json()["downloads"] == 0
 
 
 async def test_default_and_maximum_ttl(alice: ApiClient, settings: Settings) -> None:

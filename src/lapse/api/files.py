@@ -101,8 +101,7 @@ async def upload_raw(
             secret=runtime.secret,
             now=now,
         )
-        url = f"{public_base_url(request, runtime)}d/{token}"
-        answer.link = links_service.describe(link, now=now, url=url)
+        answer.link = links_service.describe(link, now=now, base_url=public_base_url(request, runtime), token=token)
     return answer
 
 

@@ -34,7 +34,7 @@ async def create_link(
         secret=runtime.secret,
         now=now,
     )
-    return links_service.describe(link, now=now, url=f"{public_base_url(request, runtime)}d/{token}")
+    return links_service.describe(link, now=now, base_url=public_base_url(request, runtime), token=token)
 
 
 @router.get("/links", responses=responses(400, 401, 404, 422, 503))

@@ -110,6 +110,8 @@ def link_details(link: LinkRead, file: FileRead | None, now: datetime) -> Table:
         rows["revoked"] = f"{link.revoked_at:%Y-%m-%d %H:%M:%S %Z}"
     if link.url:
         rows["url"] = link.url
+    if link.page_url:
+        rows["page"] = f"{link.page_url} (never spends a download: safe to paste where previews fetch links)"
     for name, value in rows.items():
         table.add_row(f"[bold]{name}[/]", value)
     return table

@@ -39,7 +39,15 @@ class LinkUpdate(_LinkTerms):
 class LinkRead(BaseModel):
     id: str
     file_id: str | None
-    url: str | None = Field(default=None, description="Only in the answer that created the link.")
+    url: str | None = Field(
+        default=None,
+        description="The download itself (each GET spends one download). Only in the answer that created the link.",
+    )
+    page_url: str | None = Field(
+        default=None,
+        description="The link's landing page, which never spends a download: share this one where chat or mail "
+        "previews could fetch the link. Only in the answer that created the link.",
+    )
     expires_at: datetime
     max_downloads: int | None
     downloads: int

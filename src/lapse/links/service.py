@@ -49,12 +49,17 @@ def link_state(link: Link, now: datetime) -> LinkState:
     return LinkState.ACTIVE
 
 
-def describe(link: Link, *, now: datetime, url: str | None = None) -> LinkRead:
+def describe(link: Link, *, now: datetime, base_url: str | None = None, token: str | None = None) -> LinkRead:
+    """The API's view of a link; its URLs only when the token is at hand (in the answer that created it)."""
+    url = page_url = None
+    if base_url is not None and token is not None:
+        url, page_url = f"{base_url}d/{token}", f"{base_url}s/{token}"
     remaining = None if link.max_downloads is None else max(link.max_downloads - link.downloads, 0)
     return LinkRead(
         id=link.id,
         file_id=link.file_id,
         url=url,
+        page_url=page_url,
         expires_at=link.expires_at,
         max_downloads=link.max_downloads,
         downloads=link.downloads,

@@ -16,6 +16,7 @@ from lapse.db.session import transaction
 from lapse.errors import Gone, GoneReason, Unavailable
 from lapse.links import redemption
 from lapse.links.redeemer import Redeemer
+from lapse.links.repository import LinkRepository
 from lapse.runtime import Runtime
 from tests.helpers import ApiClient
 
@@ -48,8 +49,8 @@ class LosesRaces:
 
 
 async def target_of(runtime: Runtime, link: dict[str, Any]) -> redemption.Target:
-    return await redemption.resolve_with(
-        runtime.redeemer,
+    return await redemption.resolve(
+        runtime.redeemer.find,
         secret=runtime.secret,
         signer=runtime.grants,
         token=link["path"].rsplit("/", 1)[1],
@@ -123,7 +124,12 @@ async def test_the_session_redemption_tries_again_too(alice: ApiClient, runtime:
         grant = runtime.grants.sign(link["id"], now + timedelta(minutes=1))
         token = link["path"].rsplit("/", 1)[1]
         target = await redemption.resolve(
-            session, secret=runtime.secret, signer=runtime.grants, token=token, grant=grant, now=now
+            LinkRepository(session).find_by_token,
+            secret=runtime.secret,
+            signer=runtime.grants,
+            token=token,
+            grant=grant,
+            now=now,
         )
         target.granted = False
         with limit_raised_after_first_refusal(runtime.engine, link["id"]):

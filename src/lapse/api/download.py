@@ -170,8 +170,8 @@ async def serve_common_case(request: Request, token: str) -> Response | None:
 
 async def _resolve(request: Request, runtime: Runtime, token: str, now: datetime) -> Target:
     # The lean path (links.redeemer): no ORM session on downloads, one thread hop per statement.
-    return await redemption.resolve_with(
-        runtime.redeemer,
+    return await redemption.resolve(
+        runtime.redeemer.find,
         secret=runtime.secret,
         signer=runtime.grants,
         token=token,

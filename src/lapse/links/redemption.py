@@ -4,6 +4,7 @@ Redeeming is one conditional UPDATE (`LinkRepository.redeem`); everything here e
 never counts (resolving, preconditions, passwords) or classifies why it refused.
 """
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -29,8 +30,13 @@ class Target:
     granted: bool  # the caller holds a live grant: serve without counting
 
 
+# Where the link is looked up: `LinkRepository(session).find_by_token` in an ORM session, or `Redeemer.find`
+# on the download path (links.redeemer). Either answers the link and its file (None once deleted) by token hash.
+FindLink = Callable[[str], Awaitable[tuple[Link, File | None] | None]]
+
+
 async def resolve(
-    session: AsyncSession,
+    find: FindLink,
     *,
     secret: bytes,
     signer: GrantSigner,
@@ -45,27 +51,7 @@ async def resolve(
     """
     if not looks_like_token(token):
         raise NotFound("No such link.")
-    found = await LinkRepository(session).find_by_token(hash_secret(secret, token))
-    return _judge(found, signer=signer, grant=grant, now=now)
-
-
-async def resolve_with(
-    redeemer: Redeemer,
-    *,
-    secret: bytes,
-    signer: GrantSigner,
-    token: str,
-    grant: str | None,
-    now: datetime,
-) -> Target:
-    """`resolve` for the download route: the same rules, the lookup through the lean `Redeemer`."""
-    if not looks_like_token(token):
-        raise NotFound("No such link.")
-    found = await redeemer.find(hash_secret(secret, token))
-    return _judge(found, signer=signer, grant=grant, now=now)
-
-
-def _judge(found: tuple[Link, File | None] | None, *, signer: GrantSigner, grant: str | None, now: datetime) -> Target:
+    found = await find(hash_secret(secret, token))
     if found is None:
         raise NotFound("No such link.")
     link, file = found

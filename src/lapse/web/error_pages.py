@@ -15,6 +15,7 @@ from lapse.api.deps import get_runtime
 from lapse.db.base import utc_now
 from lapse.db.session import transaction
 from lapse.links import redemption
+from lapse.links.repository import LinkRepository
 from lapse.web.landing import landing_page
 from lapse.web.render import FORM_CHALLENGE, page, prefers_html, root_path
 from lapse.web.session import SESSION_COOKIE, end_session
@@ -97,7 +98,12 @@ async def _password_page(request: Request, exc: errors.LapseError) -> Response |
     try:
         async with transaction(runtime.sessions) as session:
             target = await redemption.resolve(
-                session, secret=runtime.secret, signer=runtime.grants, token=token, grant=None, now=utc_now()
+                LinkRepository(session).find_by_token,
+                secret=runtime.secret,
+                signer=runtime.grants,
+                token=token,
+                grant=None,
+                now=utc_now(),
             )
     except (errors.NotFound, errors.Gone) as dead:  # it died in between
         return await render_error(request, dead)

@@ -8,6 +8,7 @@ from lapse.api.deps import RuntimeDep, SessionDep
 from lapse.db.base import utc_now
 from lapse.links import redemption
 from lapse.links.redemption import Target
+from lapse.links.repository import LinkRepository
 from lapse.web.render import page
 
 router = APIRouter(include_in_schema=False)
@@ -17,7 +18,12 @@ router = APIRouter(include_in_schema=False)
 async def landing(token: str, request: Request, session: SessionDep, runtime: RuntimeDep) -> Response:
     # grant=None: a recipient who already downloaded sees the link as everyone else does (e.g. used up).
     target = await redemption.resolve(
-        session, secret=runtime.secret, signer=runtime.grants, token=token, grant=None, now=utc_now()
+        LinkRepository(session).find_by_token,
+        secret=runtime.secret,
+        signer=runtime.grants,
+        token=token,
+        grant=None,
+        now=utc_now(),
     )
     return landing_page(request, token, target)
 

@@ -44,9 +44,9 @@ async def test_queued_writes_share_one_transaction_and_are_committed_when_answer
         return int(row[0])
 
     try:
-        first = asyncio.ensure_future(writer.run(blocker))
+        first = asyncio.ensure_future(writer.run_sql(blocker))
         await asyncio.sleep(0.05)
-        bumps = [asyncio.ensure_future(writer.run(bump)) for _ in range(20)]
+        bumps = [asyncio.ensure_future(writer.run_sql(bump)) for _ in range(20)]
         await asyncio.sleep(0.05)
         gate.set()
         await first
@@ -72,10 +72,10 @@ async def test_a_failing_job_rolls_back_its_whole_batch(database: str) -> None:
         return work
 
     try:
-        first = asyncio.ensure_future(writer.run(blocker))
+        first = asyncio.ensure_future(writer.run_sql(blocker))
         await asyncio.sleep(0.05)
-        good = asyncio.ensure_future(writer.run(bump(1)))
-        bad = asyncio.ensure_future(writer.run(bump(100)))  # breaks the CHECK
+        good = asyncio.ensure_future(writer.run_sql(bump(1)))
+        bad = asyncio.ensure_future(writer.run_sql(bump(100)))  # breaks the CHECK
         await asyncio.sleep(0.05)
         gate.set()
         await first
@@ -84,7 +84,7 @@ async def test_a_failing_job_rolls_back_its_whole_batch(database: str) -> None:
                 await job
         assert read_count(database) == 0
         # The thread carries on with a fresh transaction.
-        await writer.run(bump(2))
+        await writer.run_sql(bump(2))
         assert read_count(database) == 2
     finally:
         writer.close()
@@ -98,8 +98,8 @@ async def test_a_bug_in_a_job_is_raised_to_its_callers(database: str) -> None:
 
     try:
         with pytest.raises(KeyError):
-            await reader.run(broken)
-        assert await reader.run(lambda c: c.execute("SELECT n FROM counts").fetchone()[0]) == 0
+            await reader.run_sql(broken)
+        assert await reader.run_sql(lambda c: c.execute("SELECT n FROM counts").fetchone()[0]) == 0
     finally:
         reader.close()
 
@@ -108,6 +108,6 @@ async def test_a_missing_database_is_unavailable(tmp_path: Path) -> None:
     reader = SqliteThread(str(tmp_path / "no" / "such" / "dir.db"), name="test-reader", writes=False)
     try:
         with pytest.raises(Unavailable):
-            await reader.run(lambda c: c.execute("SELECT 1").fetchone())
+            await reader.run_sql(lambda c: c.execute("SELECT 1").fetchone())
     finally:
         reader.close()

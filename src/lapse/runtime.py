@@ -1,11 +1,13 @@
 """What one running app holds: built once by the lifespan (or the CLI), shared by every request."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from lapse.batch_thread import BatchThread
 from lapse.db.session import create_engine, session_factory
 from lapse.links.redeemer import AsyncpgRedeemer, Redeemer, SessionRedeemer, SqliteRedeemer
 from lapse.links.service import ExpiryPolicy
@@ -26,6 +28,7 @@ class Runtime:
     limiter: RateLimiter
     expiry: ExpiryPolicy
     redeemer: Redeemer  # the download hot path's SQL (links.redeemer)
+    file_io: BatchThread  # the download hot path's stat and small reads, batched on one thread
 
 
 @asynccontextmanager
@@ -44,6 +47,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         redeemer = SqliteRedeemer(url.database)
     else:  # an in-memory SQLite exists only on the ORM's own connection
         redeemer = SessionRedeemer(sessions)
+    file_io = BatchThread(name="lapse-files")
     try:
         yield Runtime(
             settings=settings,
@@ -55,8 +59,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             limiter=limiter,
             expiry=ExpiryPolicy(default_ttl=settings.default_ttl, max_ttl=settings.max_ttl),
             redeemer=redeemer,
+            file_io=file_io,
         )
     finally:
+        await asyncio.to_thread(file_io.close)
         await redeemer.aclose()
         await limiter.aclose()
         await engine.dispose()

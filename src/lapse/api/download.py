@@ -4,7 +4,6 @@ Order matters, and every step before `redeem` is free: resolve (404/410) → pre
 → preconditions and Range (304/412/416) → HEAD → redeem and commit → send bytes with a grant.
 """
 
-import asyncio
 import base64
 import binascii
 import json
@@ -194,7 +193,7 @@ async def _open(runtime: Runtime, target: Target) -> _Opened:
     if path is None:
         raise Unavailable("This storage cannot serve files directly.")
     try:
-        stat, small_body = await asyncio.get_running_loop().run_in_executor(None, _stat_and_read_small, path)
+        stat, small_body = await runtime.file_io.run(lambda: _stat_and_read_small(path))
     except OSError as exc:  # a row without bytes: refuse before counting (fail closed)
         raise Unavailable("The file's bytes are not reachable right now.") from exc
     rep = serving.Representation(

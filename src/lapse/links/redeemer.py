@@ -115,7 +115,7 @@ class SqliteRedeemer:
             row: tuple[Any, ...] | None = connection.execute(FIND, (token_hash,)).fetchone()
             return row
 
-        row = await self._reader.run(work)
+        row = await self._reader.run_sql(work)
         if row is None:
             return None
         split = len(_LINK_COLUMNS)
@@ -129,14 +129,14 @@ class SqliteRedeemer:
             return None if row is None else int(row[0])
 
         # Answered only once the batch holding it is committed: counted before the caller sends a byte.
-        return await self._writer.run(work)
+        return await self._writer.run_sql(work)
 
     async def get_link(self, link_id: str) -> Link | None:
         def work(connection: sqlite3.Connection) -> tuple[Any, ...] | None:
             row: tuple[Any, ...] | None = connection.execute(GET_LINK, (link_id,)).fetchone()
             return row
 
-        row = await self._reader.run(work)
+        row = await self._reader.run_sql(work)
         return None if row is None else _loaded(Link, _row(_LINK_COLUMNS, row))
 
     async def aclose(self) -> None:

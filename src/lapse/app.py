@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from lapse import __version__, sweeper, web
-from lapse.api import download, fast_download, files, keys, links, ops, problems
+from lapse.api import download, fast_download, fast_link, files, keys, links, ops, problems
 from lapse.logs import redact_access_logs
 from lapse.middleware import DefaultHeadersMiddleware, ProxyHeadersMiddleware, TrustedProxies
 from lapse.runtime import open_runtime
@@ -21,13 +21,17 @@ of downloads, or a revocation. Authenticate with `Authorization: Bearer <key>` (
 
 
 class LapseApp(FastAPI):
-    """FastAPI, with plain downloads answered before its middleware stack (api.fast_download)."""
+    """FastAPI, with plain downloads and new links answered before its middleware stack (api.fast_download,
+    api.fast_link)."""
 
     proxies: TrustedProxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not await fast_download.answer(scope, receive, send, proxies=self.proxies):
-            await super().__call__(scope, receive, send)
+        if await fast_download.answer(scope, receive, send, proxies=self.proxies):
+            return
+        passed_on = await fast_link.answer(scope, receive, send, proxies=self.proxies)
+        if passed_on is not None:
+            await super().__call__(scope, passed_on, send)
 
 
 def create_app(settings: Settings, *, sweep: bool = True) -> LapseApp:

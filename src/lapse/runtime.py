@@ -9,6 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from lapse.batch_thread import BatchThread
 from lapse.db.session import create_engine, session_factory
+from lapse.keys.authenticator import Authenticator, SessionAuthenticator, SqliteAuthenticator
+from lapse.links.minter import Minter, SessionMinter, SqliteMinter
 from lapse.links.redeemer import AsyncpgRedeemer, Redeemer, SessionRedeemer, SqliteRedeemer
 from lapse.links.service import ExpiryPolicy
 from lapse.ratelimit import RateLimiter, make_rate_limiter
@@ -28,6 +30,8 @@ class Runtime:
     limiter: RateLimiter
     expiry: ExpiryPolicy
     redeemer: Redeemer  # the download hot path's SQL (links.redeemer)
+    keys: Authenticator  # who is calling, for every API request (keys.authenticator)
+    minter: Minter  # storing a new link (links.minter)
     file_io: BatchThread  # the download hot path's stat and small reads, batched on one thread
 
 
@@ -41,10 +45,16 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     sessions = session_factory(engine)
     url = engine.url
     redeemer: Redeemer
+    keys: Authenticator = SessionAuthenticator(sessions, secret)
+    minter: Minter = SessionMinter(sessions)
     if url.get_backend_name() == "postgresql":
         redeemer = AsyncpgRedeemer(url)
     elif url.database and url.database != ":memory:":
-        redeemer = SqliteRedeemer(url.database)
+        # Lean SQL on the redeemer's two threads; its writer commits links and redemptions in shared groups.
+        sqlite = SqliteRedeemer(url.database)
+        redeemer = sqlite
+        keys = SqliteAuthenticator(sqlite.reader, sqlite.writer, secret)
+        minter = SqliteMinter(sqlite.writer)
     else:  # an in-memory SQLite exists only on the ORM's own connection
         redeemer = SessionRedeemer(sessions)
     file_io = BatchThread(name="lapse-files")
@@ -59,6 +69,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             limiter=limiter,
             expiry=ExpiryPolicy(default_ttl=settings.default_ttl, max_ttl=settings.max_ttl),
             redeemer=redeemer,
+            keys=keys,
+            minter=minter,
             file_io=file_io,
         )
     finally:

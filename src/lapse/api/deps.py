@@ -1,4 +1,4 @@
-"""Dependencies as `Annotated` aliases, chained: RuntimeDep → SessionDep → OwnerDep → AdminDep."""
+"""Dependencies as `Annotated` aliases, chained: RuntimeDep → SessionDep, RuntimeDep → OwnerDep → AdminDep."""
 
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lapse.db.base import utc_now
 from lapse.db.models import ApiKey
 from lapse.errors import Forbidden
-from lapse.keys import service as keys_service
 from lapse.runtime import Runtime
 
 
@@ -18,7 +17,13 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+async def _runtime_dependency(request: Request) -> Runtime:
+    # async although it never awaits: FastAPI runs a plain `def` dependency on a worker thread, a thread hop
+    # on every request for one attribute read.
+    return get_runtime(request)
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime_dependency)]
 
 
 async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
@@ -37,21 +42,17 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def _presented_key(request: Request) -> str | None:
+def presented_key(request: Request) -> str | None:
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         return credentials.strip()
     return request.headers.get("x-api-key")
 
 
-async def get_owner(request: Request, runtime: RuntimeDep, session: SessionDep) -> ApiKey:
+async def get_owner(request: Request, runtime: RuntimeDep) -> ApiKey:
     """Authenticate in a short transaction of its own, committed at once: an upload then streams its body with
     no transaction open, so it holds neither SQLite's write lock nor the key row's lock on PostgreSQL."""
-    owner = await keys_service.authenticate(
-        session, secret=runtime.secret, raw_key=_presented_key(request), now=utc_now()
-    )
-    await session.commit()
-    return owner
+    return await runtime.keys.authenticate(presented_key(request), utc_now())
 
 
 OwnerDep = Annotated[ApiKey, Depends(get_owner)]

@@ -10,8 +10,10 @@ the app runs its whole stack as for any request.
 """
 
 import logging
+from collections.abc import Awaitable
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from lapse.api.download import serve_common_case
@@ -24,11 +26,26 @@ logger = logging.getLogger("lapse")
 PREFIX = "/d/"
 
 
-def _token(scope: Scope) -> str | None:
+async def respond(work: Awaitable[Response | None]) -> Response | None:
+    """`work`'s answer; for a bug on a path in front of the framework, what the framework's 500 handler does."""
+    try:
+        return await work
+    except Exception as exc:
+        logger.exception("request.failed", exc_info=exc)
+        return problem(500, "Something went wrong on our side.")
+
+
+def app_path(scope: Scope) -> str:
+    """The path below the app's root path (a proxy's X-Forwarded-Prefix, or the server's --root-path)."""
     path: str = scope["path"]
     root = scope.get("root_path", "")
     if root and path.startswith(root + "/"):
         path = path[len(root) :]
+    return path
+
+
+def _token(scope: Scope) -> str | None:
+    path = app_path(scope)
     if not path.startswith(PREFIX):
         return None
     token = path[len(PREFIX) :]
@@ -42,11 +59,7 @@ async def answer(scope: Scope, receive: Receive, send: Send, *, proxies: Trusted
     scope = proxies.forwarded(scope)
     if (token := _token(scope)) is None:
         return False
-    try:
-        response = await serve_common_case(Request(scope, receive), token)
-    except Exception as exc:  # what the framework's 500 handler does, for a bug on this path
-        logger.exception("request.failed", exc_info=exc)
-        response = problem(500, "Something went wrong on our side.")
+    response = await respond(serve_common_case(Request(scope, receive), token))
     if response is None:
         return False
     await response(scope, receive, send)

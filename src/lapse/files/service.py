@@ -28,7 +28,12 @@ def normalise_content_type(declared: str | None, filename: str) -> str:
     return guessed or "application/octet-stream"
 
 
-def _owner_scope(owner: ApiKey) -> str | None:
+def no_such_file() -> NotFound:
+    """Also for another owner's file: whether it exists is not the caller's business."""
+    return NotFound("No such file.")
+
+
+def owner_scope(owner: ApiKey) -> str | None:
     return None if owner.is_admin else owner.id
 
 
@@ -57,22 +62,22 @@ async def upload(
 
 
 async def get_file(session: AsyncSession, *, owner: ApiKey, file_id: str) -> File:
-    file = await FileRepository(session).get(file_id, owner_id=_owner_scope(owner))
+    file = await FileRepository(session).get(file_id, owner_id=owner_scope(owner))
     if file is None:
-        raise NotFound("No such file.")
+        raise no_such_file()
     return file
 
 
 async def get_file_to_link(session: AsyncSession, *, owner: ApiKey, file_id: str) -> File:
     """`get_file` for a link about to be made: the file cannot be swept away before this transaction ends."""
-    file = await FileRepository(session).get_to_link(file_id, owner_id=_owner_scope(owner))
+    file = await FileRepository(session).get_to_link(file_id, owner_id=owner_scope(owner))
     if file is None:
-        raise NotFound("No such file.")
+        raise no_such_file()
     return file
 
 
 async def list_files(session: AsyncSession, *, owner: ApiKey, cursor: str | None, limit: int) -> Sequence[File]:
-    return await FileRepository(session).page(owner_id=_owner_scope(owner), cursor=cursor, limit=limit)
+    return await FileRepository(session).page(owner_id=owner_scope(owner), cursor=cursor, limit=limit)
 
 
 async def delete_file(session: AsyncSession, *, owner: ApiKey, file_id: str) -> str:

@@ -16,15 +16,29 @@ from lapse.tokens import hash_secret, new_api_key
 LAST_USED_PRECISION = timedelta(minutes=1)
 
 
-async def authenticate(session: AsyncSession, *, secret: bytes, raw_key: str | None, now: datetime) -> ApiKey:
-    if not raw_key:
+def presented_key_hash(secret: bytes, raw_key: str | None) -> str:
+    """The HMAC a key is stored under; 401 when no key was sent."""
+    if not raw_key or not raw_key.strip():
         raise Unauthorized("An API key is required: send `Authorization: Bearer <key>`.")
-    key_hash = hash_secret(secret, raw_key.strip())
-    key = await KeyRepository(session).get_active_by_hash(key_hash)
-    # The lookup is by an HMAC the caller cannot steer; compare_digest keeps the final check constant-time too.
+    return hash_secret(secret, raw_key.strip())
+
+
+def checked_key(key: ApiKey | None, key_hash: str) -> ApiKey:
+    """The active key found under `key_hash`, or 401. The lookup is by an HMAC the caller cannot steer;
+    compare_digest keeps the final check constant-time too."""
     if key is None or not hmac.compare_digest(key.key_hash, key_hash):
         raise Unauthorized("The API key is not valid.")
-    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_PRECISION:
+    return key
+
+
+def needs_touch(key: ApiKey, now: datetime) -> bool:
+    return key.last_used_at is None or now - key.last_used_at >= LAST_USED_PRECISION
+
+
+async def authenticate(session: AsyncSession, *, secret: bytes, raw_key: str | None, now: datetime) -> ApiKey:
+    key_hash = presented_key_hash(secret, raw_key)
+    key = checked_key(await KeyRepository(session).get_active_by_hash(key_hash), key_hash)
+    if needs_touch(key, now):
         await KeyRepository(session).touch(key.id, now)
         key.last_used_at = now
     return key

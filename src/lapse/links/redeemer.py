@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import configure_mappers
 
 from lapse.db.base import UTCDateTime
-from lapse.db.models import File, Link
+from lapse.db.models import ApiKey, File, Link
 from lapse.db.sqlite_thread import SqliteThread
 from lapse.errors import Unavailable
 from lapse.links.repository import LinkRepository
@@ -34,7 +34,9 @@ T = TypeVar("T")
 _LINK_COLUMNS = tuple(Link.__table__.columns.keys())
 _FILE_COLUMNS = tuple(File.__table__.columns.keys())
 # SQLite hands these back as text; the ORM's UTCDateTime turns them into aware UTC datetimes, and so do we.
-_DATETIMES = frozenset(c.name for t in (Link, File) for c in t.__table__.columns if isinstance(c.type, UTCDateTime))
+_DATETIMES = frozenset(
+    c.name for t in (Link, File, ApiKey) for c in t.__table__.columns if isinstance(c.type, UTCDateTime)
+)
 
 _SELECTED = ", ".join([*(f"links.{c}" for c in _LINK_COLUMNS), *(f"files.{c}" for c in _FILE_COLUMNS)])
 # Column names come from our own models; the only value is a bound parameter.
@@ -78,18 +80,18 @@ def sqlite_datetime(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-def _from_sqlite(value: Any) -> datetime | None:
+def from_sqlite(value: Any) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
-def _row(columns: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
-    return {c: _from_sqlite(v) if c in _DATETIMES else v for c, v in zip(columns, values, strict=True)}
+def sqlite_row(columns: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
+    return {c: from_sqlite(v) if c in _DATETIMES else v for c, v in zip(columns, values, strict=True)}
 
 
-M = TypeVar("M", Link, File)
+M = TypeVar("M", Link, File, ApiKey)
 
 
-def _loaded(model: type[M], values: dict[str, Any]) -> M:
+def loaded(model: type[M], values: dict[str, Any]) -> M:
     """A model instance holding `values`, made as the ORM makes the objects it loads (`new_instance`, then the
     attribute dict), not through `__init__`: its per-attribute events made two objects cost 30 µs, a tenth of a
     whole small download. The object is transient and only ever read. Needs the mappers configured, which
@@ -105,22 +107,22 @@ class SqliteRedeemer:
     block on the writer)."""
 
     def __init__(self, path: str) -> None:
-        configure_mappers()  # for `_loaded`
+        configure_mappers()  # for `loaded`
         self.path = path
-        self._reader = SqliteThread(path, name="lapse-lookups", writes=False)
-        self._writer = SqliteThread(path, name="lapse-redemptions", writes=True)
+        self.reader = SqliteThread(path, name="lapse-lookups", writes=False)
+        self.writer = SqliteThread(path, name="lapse-redemptions", writes=True)
 
     async def find(self, token_hash: str) -> tuple[Link, File | None] | None:
         def work(connection: sqlite3.Connection) -> tuple[Any, ...] | None:
             row: tuple[Any, ...] | None = connection.execute(FIND, (token_hash,)).fetchone()
             return row
 
-        row = await self._reader.run_sql(work)
+        row = await self.reader.run_sql(work)
         if row is None:
             return None
         split = len(_LINK_COLUMNS)
-        link = _loaded(Link, _row(_LINK_COLUMNS, row[:split]))
-        file = None if row[split] is None else _loaded(File, _row(_FILE_COLUMNS, row[split:]))
+        link = loaded(Link, sqlite_row(_LINK_COLUMNS, row[:split]))
+        file = None if row[split] is None else loaded(File, sqlite_row(_FILE_COLUMNS, row[split:]))
         return link, file
 
     async def redeem(self, link_id: str, now: datetime) -> int | None:
@@ -129,19 +131,19 @@ class SqliteRedeemer:
             return None if row is None else int(row[0])
 
         # Answered only once the batch holding it is committed: counted before the caller sends a byte.
-        return await self._writer.run_sql(work)
+        return await self.writer.run_sql(work)
 
     async def get_link(self, link_id: str) -> Link | None:
         def work(connection: sqlite3.Connection) -> tuple[Any, ...] | None:
             row: tuple[Any, ...] | None = connection.execute(GET_LINK, (link_id,)).fetchone()
             return row
 
-        row = await self._reader.run_sql(work)
-        return None if row is None else _loaded(Link, _row(_LINK_COLUMNS, row))
+        row = await self.reader.run_sql(work)
+        return None if row is None else loaded(Link, sqlite_row(_LINK_COLUMNS, row))
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self._reader.close)
-        await asyncio.to_thread(self._writer.close)
+        await asyncio.to_thread(self.reader.close)
+        await asyncio.to_thread(self.writer.close)
 
 
 # Connection refused, reset, timed out, or the server refusing: fail closed (503), never count.
@@ -154,7 +156,7 @@ class AsyncpgRedeemer:
     """A small asyncpg pool for the two statements; created on first use, in the loop that serves requests."""
 
     def __init__(self, url: URL) -> None:
-        configure_mappers()  # for `_loaded`
+        configure_mappers()  # for `loaded`
         self.dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool: asyncpg.Pool | None = None
         self._creating: asyncio.Lock | None = None
@@ -181,8 +183,8 @@ class AsyncpgRedeemer:
             return None
         values = tuple(row.values())
         split = len(_LINK_COLUMNS)
-        link = _loaded(Link, dict(zip(_LINK_COLUMNS, values[:split], strict=True)))
-        file = None if values[split] is None else _loaded(File, dict(zip(_FILE_COLUMNS, values[split:], strict=True)))
+        link = loaded(Link, dict(zip(_LINK_COLUMNS, values[:split], strict=True)))
+        file = None if values[split] is None else loaded(File, dict(zip(_FILE_COLUMNS, values[split:], strict=True)))
         return link, file
 
     async def redeem(self, link_id: str, now: datetime) -> int | None:
@@ -192,7 +194,7 @@ class AsyncpgRedeemer:
 
     async def get_link(self, link_id: str) -> Link | None:
         row = await self._call(lambda pool: pool.fetchrow(GET_LINK_PG, link_id))
-        return None if row is None else _loaded(Link, dict(zip(_LINK_COLUMNS, row.values(), strict=True)))
+        return None if row is None else loaded(Link, dict(zip(_LINK_COLUMNS, row.values(), strict=True)))
 
     async def aclose(self) -> None:
         if self._pool is not None:

@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import anyio.to_thread
 from argon2 import PasswordHasher
@@ -14,7 +15,7 @@ from lapse.files import service as files_service
 from lapse.links.repository import LinkRepository
 from lapse.links.schemas import LinkCreate, LinkRead, LinkState, LinkUpdate
 from lapse.text import clean_text
-from lapse.tokens import hash_secret, new_link_token
+from lapse.tokens import hash_secret, new_id, new_link_token
 
 password_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
@@ -72,12 +73,64 @@ def describe(link: Link, *, now: datetime, base_url: str | None = None, token: s
     )
 
 
-def _owner_scope(owner: ApiKey) -> str | None:
-    return None if owner.is_admin else owner.id
-
-
 def _clean_note(note: str | None) -> str | None:
     return None if note is None else (clean_text(note, max_length=1000) or None)
+
+
+@dataclass(frozen=True, slots=True)
+class NewLink:
+    """A link decided and hashed, before its file is checked and its row stored (`store_link`, or
+    `links.minter` on SQLite). Deciding comes first, outside any transaction: argon2 takes ~50 ms of CPU and
+    must not hold SQLite's write lock or a PostgreSQL row lock meanwhile."""
+
+    token_hash: str
+    expires_at: datetime
+    max_downloads: int | None
+    password_hash: str | None
+    note: str | None
+
+    def row(self, *, file_id: str, owner_id: str, now: datetime) -> dict[str, Any]:
+        """Every column of the new row, keyed by the model's own names."""
+        return {
+            "id": new_id(),
+            "file_id": file_id,
+            "owner_id": owner_id,
+            "token_hash": self.token_hash,
+            "expires_at": self.expires_at,
+            "max_downloads": self.max_downloads,
+            "downloads": 0,
+            "exhausted_at": None,
+            "password_hash": self.password_hash,
+            "note": self.note,
+            "revoked_at": None,
+            "created_at": now,
+        }
+
+
+async def new_link(data: LinkCreate, *, policy: ExpiryPolicy, secret: bytes, now: datetime) -> tuple[NewLink, str]:
+    """Returns the link and its token; the token is never stored, so this is the only time it is known."""
+    expires_at = policy.expires_at(now=now, expires_in=data.expires_in, expires_at=data.expires_at)
+    if expires_at <= now:
+        raise InvalidInput("The expiry is in the past.")
+    token = new_link_token()
+    password_hash = None
+    if data.password is not None:
+        password_hash = await anyio.to_thread.run_sync(password_hasher.hash, data.password)
+    decided = NewLink(
+        token_hash=hash_secret(secret, token),
+        expires_at=expires_at,
+        max_downloads=data.max_downloads,
+        password_hash=password_hash,
+        note=_clean_note(data.note),
+    )
+    return decided, token
+
+
+async def store_link(session: AsyncSession, *, owner: ApiKey, file_id: str, new: NewLink, now: datetime) -> Link:
+    file = await files_service.get_file_to_link(session, owner=owner, file_id=file_id)
+    link = Link(**new.row(file_id=file.id, owner_id=file.owner_id, now=now))
+    await LinkRepository(session).add(link)
+    return link
 
 
 async def create_link(
@@ -90,32 +143,13 @@ async def create_link(
     secret: bytes,
     now: datetime,
 ) -> tuple[Link, str]:
-    """Returns the link and its token; the token is never stored, so this is the only time it is known."""
-    file = await files_service.get_file_to_link(session, owner=owner, file_id=file_id)
-    expires_at = policy.expires_at(now=now, expires_in=data.expires_in, expires_at=data.expires_at)
-    if expires_at <= now:
-        raise InvalidInput("The expiry is in the past.")
-    token = new_link_token()
-    password_hash = None
-    if data.password is not None:
-        password_hash = await anyio.to_thread.run_sync(password_hasher.hash, data.password)
-    link = Link(
-        file_id=file.id,
-        owner_id=file.owner_id,
-        token_hash=hash_secret(secret, token),
-        expires_at=expires_at,
-        max_downloads=data.max_downloads,
-        downloads=0,
-        password_hash=password_hash,
-        note=_clean_note(data.note),
-        created_at=now,
-    )
-    await LinkRepository(session).add(link)
-    return link, token
+    """`new_link`, then `store_link` in this session."""
+    new, token = await new_link(data, policy=policy, secret=secret, now=now)
+    return await store_link(session, owner=owner, file_id=file_id, new=new, now=now), token
 
 
 async def get_link(session: AsyncSession, *, owner: ApiKey, link_id: str) -> Link:
-    link = await LinkRepository(session).get(link_id, owner_id=_owner_scope(owner))
+    link = await LinkRepository(session).get(link_id, owner_id=files_service.owner_scope(owner))
     if link is None:
         raise NotFound("No such link.")
     return link
@@ -127,7 +161,7 @@ async def list_links(
     if file_id is not None:  # 404 for another owner's file, as for one that never existed
         await files_service.get_file(session, owner=owner, file_id=file_id)
     repo = LinkRepository(session)
-    return await repo.page(owner_id=_owner_scope(owner), file_id=file_id, cursor=cursor, limit=limit)
+    return await repo.page(owner_id=files_service.owner_scope(owner), file_id=file_id, cursor=cursor, limit=limit)
 
 
 async def update_link(

@@ -1,0 +1,92 @@
+"""POST `/api/v1/files/{id}/links` answered in front of the framework, as api.fast_download does for downloads.
+
+Minting a link is the API call scripts make in bulk (one link per recipient). With its SQL made lean
+(links.minter), FastAPI's layers were half of what was left of its CPU: the middleware stack, routing, dependency
+solving, body validation through the dependency machinery. Here the common case — a small JSON body that
+`LinkCreate` accepts, no password, a valid key, a file it may link — runs `links.mint_link`, the route's own
+work, directly. Anything else (a body too big or invalid, a password whose hashing dwarfs the framework anyway,
+any refusal) is declined, with the body read so far handed back, and the app runs its whole stack, which answers
+it as always. Nothing is stored when it declines: authentication only records a key's use, which the
+full path records the same way.
+"""
+
+import re
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from lapse.api.deps import get_runtime, presented_key
+from lapse.api.fast_download import app_path, respond
+from lapse.api.links import mint_link
+from lapse.db.base import utc_now
+from lapse.errors import LapseError
+from lapse.links.schemas import LinkCreate
+from lapse.middleware import DEFAULT_HEADER_FIELDS, TrustedProxies
+
+ROUTE = re.compile(r"/api/v1/files/([0-9a-f]{1,64})/links")  # file ids are tokens.new_id's hex
+MAX_BODY = 16 * 1024  # a LinkCreate is a few hundred bytes; past this the framework decides
+
+
+async def answer(scope: Scope, receive: Receive, send: Send, *, proxies: TrustedProxies) -> Receive | None:
+    """Mint, answer 201 and return None; or return the `receive` the framework should go on with (the body read
+    so far handed back first), nothing stored."""
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return receive
+    forwarded = proxies.forwarded(scope)
+    if (route := ROUTE.fullmatch(app_path(forwarded))) is None:
+        return receive
+    request = Request(forwarded, receive)
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        return receive
+    body, complete = await _read_body(receive, MAX_BODY)
+    if complete:
+        response = await respond(_mint(request, route.group(1), body))
+        if response is not None:
+            await response(forwarded, receive, send)
+            return None
+    return _replaying(body, complete, receive)
+
+
+async def _mint(request: Request, file_id: str, body: bytes) -> Response | None:
+    try:
+        data = LinkCreate.model_validate_json(body)
+    except ValidationError:
+        return None
+    if data.password is not None:
+        return None
+    runtime = get_runtime(request)
+    try:
+        owner = await runtime.keys.authenticate(presented_key(request), utc_now())
+        link = await mint_link(request, runtime, owner=owner, file_id=file_id, data=data)
+    except LapseError:
+        return None
+    return Response(
+        link.model_dump_json(), status_code=201, media_type="application/json", headers=DEFAULT_HEADER_FIELDS
+    )
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """Up to a little past `limit` bytes of the body, and whether that was all of it."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away: let the framework see that too
+            return b"".join(chunks), False
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if not message.get("more_body", False):
+            return b"".join(chunks), size <= limit
+    return b"".join(chunks), False
+
+
+def _replaying(read: bytes, complete: bool, receive: Receive) -> Receive:
+    """`receive` with the bytes already read given back first."""
+    pending: list[Message] = [{"type": "http.request", "body": read, "more_body": not complete}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay

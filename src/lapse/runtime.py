@@ -16,6 +16,7 @@ from lapse.links.service import ExpiryPolicy
 from lapse.ratelimit import RateLimiter, make_rate_limiter
 from lapse.settings import Settings
 from lapse.storage import Storage, open_storage
+from lapse.storage.small_cache import SmallFileCache
 from lapse.tokens import GrantSigner
 
 
@@ -33,6 +34,7 @@ class Runtime:
     keys: Authenticator  # who is calling, for every API request (keys.authenticator)
     minter: Minter  # storing a new link (links.minter)
     file_io: BatchThread  # the download hot path's stat and small reads, batched on one thread
+    small_files: SmallFileCache  # and the small files it read lately
 
 
 @asynccontextmanager
@@ -72,6 +74,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             keys=keys,
             minter=minter,
             file_io=file_io,
+            small_files=SmallFileCache(),
         )
     finally:
         await asyncio.to_thread(file_io.close)

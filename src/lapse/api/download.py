@@ -27,6 +27,7 @@ from lapse.links import redemption
 from lapse.links.redemption import Target
 from lapse.middleware import DEFAULT_HEADER_FIELDS
 from lapse.runtime import Runtime
+from lapse.storage.small_cache import Opened
 
 router = APIRouter(tags=["download"])
 
@@ -73,7 +74,7 @@ def _is_prefetch(headers: Headers) -> bool:
     return "prefetch" in purpose.lower() or "preview" in purpose.lower()
 
 
-def _stat_and_read_small(path: Path) -> tuple[os.stat_result, bytes | None]:
+def _stat_and_read_small(path: Path) -> Opened:
     """The file's stat and, when it is small, its bytes: one thread hop for both, from one open file."""
     with path.open("rb") as file:
         stat = os.fstat(file.fileno())
@@ -189,13 +190,22 @@ class _Opened:
 
 
 async def _open(runtime: Runtime, target: Target) -> _Opened:
-    path = runtime.storage.local_path(target.file.storage_key)
-    if path is None:
-        raise Unavailable("This storage cannot serve files directly.")
-    try:
-        stat, small_body = await runtime.file_io.run(lambda: _stat_and_read_small(path))
-    except OSError as exc:  # a row without bytes: refuse before counting (fail closed)
-        raise Unavailable("The file's bytes are not reachable right now.") from exc
+    key = target.file.storage_key
+    small_body: bytes | None
+    kept = runtime.small_files.get(key)
+    if kept is not None:
+        path, stat, small_body = kept
+    else:
+        local = runtime.storage.local_path(key)
+        if local is None:
+            raise Unavailable("This storage cannot serve files directly.")
+        path = local
+        try:
+            opened = await runtime.file_io.run(lambda: _stat_and_read_small(local))
+        except OSError as exc:  # a row without bytes: refuse before counting (fail closed)
+            raise Unavailable("The file's bytes are not reachable right now.") from exc
+        runtime.small_files.keep(key, path, opened)
+        stat, small_body = opened
     rep = serving.Representation(
         etag=f'"{target.file.sha256}"', last_modified=target.file.created_at, size=stat.st_size
     )

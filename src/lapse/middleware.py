@@ -13,6 +13,18 @@ DEFAULT_HEADER_FIELDS = {
     "X-Frame-Options": "DENY",
 }
 DEFAULT_HEADERS = [(k.lower().encode(), v.encode()) for k, v in DEFAULT_HEADER_FIELDS.items()]
+# The API's answers are per caller and some carry secrets (a new link's URL, a new key): never stored by a cache.
+API_HEADER_FIELDS = DEFAULT_HEADER_FIELDS | {"Cache-Control": "no-store"}
+API_HEADERS = [(k.lower().encode(), v.encode()) for k, v in API_HEADER_FIELDS.items()]
+
+
+def app_path(scope: Scope) -> str:
+    """The path below the app's root path (a proxy's X-Forwarded-Prefix, or the server's --root-path)."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root + "/"):
+        path = path[len(root) :]
+    return path
 
 
 class TrustedProxies:
@@ -72,7 +84,7 @@ class ProxyHeadersMiddleware:
 
 
 class DefaultHeadersMiddleware:
-    """nosniff, no-referrer and no framing on every answer, errors and docs included."""
+    """nosniff, no-referrer and no framing on every answer, errors and docs included; no-store on the API's."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -82,10 +94,12 @@ class DefaultHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
+        defaults = API_HEADERS if app_path(scope).startswith("/api/") else DEFAULT_HEADERS
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(k, v) for k, v in DEFAULT_HEADERS if k not in present]
+                extra = [(k, v) for k, v in defaults if k not in present]
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 

@@ -153,3 +153,25 @@ async def test_refusals_in_the_same_moment_do_not_undo_the_others(
     statuses = [response.status_code for response in await asyncio.gather(*requests)]
     assert statuses == [201] * 12 + [404] * 12
     assert sorted(item["note"] for item in await links_of(alice, file["id"])) == sorted(str(n) for n in range(12))
+
+
+async def test_api_answers_are_never_stored_by_a_cache(
+    alice: ApiClient, admin: ApiClient, http: httpx.AsyncClient, answered: list[bool]
+) -> None:
+    """A new link's URL and a new key are secrets: every API answer says no-store, in front and behind."""
+    file = await alice.upload(b"x")
+    path = f"/api/v1/files/{file['id']}/links"
+    fast = await alice.request("POST", path, json={})
+    framework = await alice.request("POST", path, json={"password": "pw"})
+    assert answered == [True, False]
+    answers = [
+        fast,
+        framework,
+        await alice.request("GET", "/api/v1/links"),
+        await admin.request("POST", "/api/v1/keys", json={"name": "ci"}),
+        await http.get("/api/v1/links"),  # a 401 problem too
+    ]
+    assert [answer.headers.get("cache-control") for answer in answers] == ["no-store"] * 5
+    download = await http.get(fast.json()["url"])
+    assert download.headers["cache-control"] == "private, no-store"  # the download's own, unchanged
+    assert (await http.get("/healthz")).headers.get("cache-control") is None  # not an API answer

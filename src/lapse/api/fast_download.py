@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from lapse.api.download import serve_common_case
 from lapse.api.problems import problem
-from lapse.middleware import TrustedProxies
+from lapse.middleware import TrustedProxies, app_path
 from lapse.tokens import looks_like_token
 
 logger = logging.getLogger("lapse")
@@ -33,15 +33,6 @@ async def respond(work: Awaitable[Response | None]) -> Response | None:
     except Exception as exc:
         logger.exception("request.failed", exc_info=exc)
         return problem(500, "Something went wrong on our side.")
-
-
-def app_path(scope: Scope) -> str:
-    """The path below the app's root path (a proxy's X-Forwarded-Prefix, or the server's --root-path)."""
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
-    if root and path.startswith(root + "/"):
-        path = path[len(root) :]
-    return path
 
 
 def _token(scope: Scope) -> str | None:

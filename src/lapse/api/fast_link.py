@@ -18,12 +18,12 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from lapse.api.deps import get_runtime, presented_key
-from lapse.api.fast_download import app_path, respond
+from lapse.api.fast_download import respond
 from lapse.api.links import mint_link
 from lapse.db.base import utc_now
 from lapse.errors import LapseError
 from lapse.links.schemas import LinkCreate
-from lapse.middleware import DEFAULT_HEADER_FIELDS, TrustedProxies
+from lapse.middleware import API_HEADER_FIELDS, TrustedProxies, app_path
 
 ROUTE = re.compile(r"/api/v1/files/([0-9a-f]{1,64})/links")  # file ids are tokens.new_id's hex
 MAX_BODY = 16 * 1024  # a LinkCreate is a few hundred bytes; past this the framework decides
@@ -62,9 +62,7 @@ async def _mint(request: Request, file_id: str, body: bytes) -> Response | None:
         link = await mint_link(request, runtime, owner=owner, file_id=file_id, data=data)
     except LapseError:
         return None
-    return Response(
-        link.model_dump_json(), status_code=201, media_type="application/json", headers=DEFAULT_HEADER_FIELDS
-    )
+    return Response(link.model_dump_json(), status_code=201, media_type="application/json", headers=API_HEADER_FIELDS)
 
 
 async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:

@@ -50,7 +50,11 @@ class SqliteAuthenticator:
             found = loaded(ApiKey, values | {"is_admin": bool(values["is_admin"])})
         key = keys_service.checked_key(found, key_hash)
         if keys_service.needs_touch(key, now):
-            await self.writer.run_sql(lambda connection: connection.execute(TOUCH, (sqlite_datetime(now), key.id)))
+
+            def touch(connection: sqlite3.Connection) -> None:
+                connection.execute(TOUCH, (sqlite_datetime(now), key.id))
+
+            await self.writer.run_sql(touch)
             key.last_used_at = now
         return key
 

@@ -103,6 +103,11 @@ class LapseServer:
         key: str = created["key"]
         return key
 
+    def process_group(self) -> int:
+        """The server's process group (it leads its own session): the parent and its workers."""
+        assert self.process is not None, "not running"
+        return self.process.pid
+
     def launch(self) -> None:
         """Start the process and return at once; `wait_healthy()` waits for it to answer."""
         assert self.process is None, "already running"

@@ -3,7 +3,7 @@
 Minting a link is the API call scripts make in bulk (one link per recipient). With its SQL made lean
 (links.minter), FastAPI's layers were half of what was left of its CPU: the middleware stack, routing, dependency
 solving, body validation through the dependency machinery. Here the common case — a small JSON body that
-`LinkCreate` accepts, no password, a valid key, a file it may link — runs `links.mint_link`, the route's own
+`LinkCreate` accepts, no password, a valid key, a file it may link — runs `api.links.mint_link`, the route's own
 work, directly. Anything else (a body too big or invalid, a password whose hashing dwarfs the framework anyway,
 any refusal) is declined, with the body read so far handed back, and the app runs its whole stack, which answers
 it as always. Nothing is stored when it declines: authentication only records a key's use, which the

@@ -10,9 +10,10 @@ from sqlalchemy import select, text, update
 
 from lapse.db.base import utc_now
 from lapse.db.models import File, Link
+from lapse.db.rows import sqlite_datetime
 from lapse.db.session import transaction
 from lapse.errors import Unavailable
-from lapse.links.redeemer import AsyncpgRedeemer, SessionRedeemer, SqliteRedeemer, sqlite_datetime
+from lapse.links.redeemer import AsyncpgRedeemer, SessionRedeemer, SqliteRedeemer
 from lapse.runtime import Runtime
 from lapse.tokens import hash_secret
 from tests.helpers import ApiClient

@@ -13,10 +13,10 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lapse.db.models import ApiKey
+from lapse.db.rows import loaded, sqlite_datetime, sqlite_row
 from lapse.db.session import transaction
 from lapse.db.sqlite_thread import SqliteThread
 from lapse.keys import service as keys_service
-from lapse.links.redeemer import loaded, sqlite_datetime, sqlite_row
 
 _KEY_COLUMNS = tuple(ApiKey.__table__.columns.keys())
 # Column names come from the model; the only value is a bound parameter. As KeyRepository.get_active_by_hash.

@@ -17,11 +17,11 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lapse.db.models import ApiKey, Link
+from lapse.db.rows import loaded, to_sqlite
 from lapse.db.session import transaction
 from lapse.db.sqlite_thread import SqliteThread
 from lapse.files import service as files_service
 from lapse.links import service as links_service
-from lapse.links.redeemer import loaded, sqlite_datetime
 
 _LINK_COLUMNS = tuple(Link.__table__.columns.keys())
 # As FileRepository.get_to_link: one file by id, scoped to its owner unless the caller is an admin (:owner NULL).
@@ -49,8 +49,7 @@ class SqliteMinter:
             if file is None:
                 return None
             row = new.row(file_id=file[0], owner_id=file[1], now=now)
-            stored = {c: sqlite_datetime(v) if isinstance(v, datetime) else v for c, v in row.items()}
-            connection.execute(INSERT_LINK, {c: stored[c] for c in _LINK_COLUMNS})
+            connection.execute(INSERT_LINK, {c: to_sqlite(row[c]) for c in _LINK_COLUMNS})
             return row
 
         row = await self.writer.run_sql(work)  # answered once the batch holding it has committed

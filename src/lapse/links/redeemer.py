@@ -14,7 +14,7 @@ each in a short ORM session) remains for anything else. Everything else in the A
 import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
@@ -22,8 +22,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import configure_mappers
 
-from lapse.db.base import UTCDateTime
-from lapse.db.models import ApiKey, File, Link
+from lapse.db.models import File, Link
+from lapse.db.rows import loaded, sqlite_datetime, sqlite_row
 from lapse.db.sqlite_thread import SqliteThread
 from lapse.errors import Unavailable
 from lapse.links.repository import LinkRepository
@@ -33,10 +33,6 @@ T = TypeVar("T")
 # From the models, so that a new column can never be missed here.
 _LINK_COLUMNS = tuple(Link.__table__.columns.keys())
 _FILE_COLUMNS = tuple(File.__table__.columns.keys())
-# SQLite hands these back as text; the ORM's UTCDateTime turns them into aware UTC datetimes, and so do we.
-_DATETIMES = frozenset(
-    c.name for t in (Link, File, ApiKey) for c in t.__table__.columns if isinstance(c.type, UTCDateTime)
-)
 
 _SELECTED = ", ".join([*(f"links.{c}" for c in _LINK_COLUMNS), *(f"files.{c}" for c in _FILE_COLUMNS)])
 # Column names come from our own models; the only value is a bound parameter.
@@ -72,33 +68,6 @@ class Redeemer(Protocol):
         """The link as it is now (to say why a redemption was refused)."""
 
     async def aclose(self) -> None: ...
-
-
-def sqlite_datetime(moment: datetime) -> str:
-    """The text SQLAlchemy's SQLite dialect stores for `UTCDateTime` (naive UTC, microseconds), so that
-    comparisons in SQL agree with rows the ORM wrote."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-
-
-def from_sqlite(value: Any) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
-
-
-def sqlite_row(columns: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
-    return {c: from_sqlite(v) if c in _DATETIMES else v for c, v in zip(columns, values, strict=True)}
-
-
-M = TypeVar("M", Link, File, ApiKey)
-
-
-def loaded(model: type[M], values: dict[str, Any]) -> M:
-    """A model instance holding `values`, made as the ORM makes the objects it loads (`new_instance`, then the
-    attribute dict), not through `__init__`: its per-attribute events made two objects cost 30 µs, a tenth of a
-    whole small download. The object is transient and only ever read. Needs the mappers configured, which
-    `__init__` would have done first: each redeemer does it when it is made."""
-    instance: M = model.__mapper__.class_manager.new_instance()
-    instance.__dict__.update(values)
-    return instance
 
 
 class SqliteRedeemer:

@@ -40,8 +40,6 @@ class TrustedProxies:
         self._is_trusted = functools.lru_cache(maxsize=1024)(self._check)
 
     def _check(self, host: str) -> bool:
-        if not self.trusted:
-            return False
         try:
             address = ip_address(host)
         except ValueError:

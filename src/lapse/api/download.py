@@ -253,7 +253,7 @@ async def _send(
         opened.path,
         headers=headers,
         stat=opened.stat,
-        range_header=serving.range_header(ranges) if ranges else None,
+        ranges=ranges,
         method="HEAD" if method == "HEAD" else "GET",
     )
 

@@ -52,6 +52,7 @@ def serve(
         reload=reload,
         proxy_headers=False,  # lapse.middleware.ProxyHeadersMiddleware honours LAPSE_TRUSTED_PROXIES instead
         server_header=False,
+        http="lapse.zerocopy:ZeroCopyHttpToolsProtocol",  # uvicorn's httptools protocol + zero-copy file sends
         log_level=settings.log_level,
     )
 

@@ -1,0 +1,165 @@
+"""uvicorn's HTTP protocol plus the ASGI zero-copy send extension (`http.response.zerocopysend`).
+
+Why by hand: sending a file inline through ASGI copies every byte through Python — a thread hop to read each piece,
+then the event loop writes it — ~1 s of CPU per GiB against nginx's `sendfile` at ~0.1 s (issue 5, README
+"Performance"). The ASGI spec has an extension for exactly this, but uvicorn implements neither it nor `pathsend`,
+and granian's `pathsend` covers whole files only, while a resumed download (a Range) must be as fast as a full one.
+So `lapse serve` runs uvicorn with this protocol: uvicorn's own, unchanged, except that plain-TCP requests get the
+extension in their scope, and a `zerocopysend` message is sent with `os.sendfile`, from page cache to socket.
+
+How: the headers are uvicorn's (its `send` wrote them); once its write buffer is empty, `sendfile` runs in a worker
+thread in bursts — each goes until the socket's buffer is full, so the event loop never waits on a disk read — and
+between bursts the loop waits for the socket to be writable. Both descriptors are duplicates owned here: uvicorn may
+close the connection's (the client left) and the app its file (the task was cancelled) while a burst is still
+running in its thread, and a number closed under it could be reused by another connection or file — whose bytes
+would then go out here. The duplicates are closed only once no burst holds them. Then the body is completed through
+uvicorn's `send` (an empty last piece), so its bookkeeping — Content-Length, keep-alive, the next pipelined
+request — stays its own.
+"""
+
+import asyncio
+import errno
+import os
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+EXTENSION = "http.response.zerocopysend"  # lapse.api.file_responses.ZERO_COPY: the app does not import servers
+MAX_BURST = 16 * 1024 * 1024  # one thread hop sends at most this; a socket's buffer usually stops it sooner
+_GONE = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN)
+
+
+class ZeroCopyHttpToolsProtocol(HttpToolsProtocol):
+    """`lapse serve`'s `--http` protocol: see the module's docstring."""
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None and self.scheme == "http":  # TLS encrypts in user space: no sendfile
+            cycle.scope["extensions"] = {**cycle.scope.get("extensions", {}), EXTENSION: {}}
+            # An instance attribute: `run_asgi` hands the app `self.send`, so this is the one the app gets.
+            cycle.send = _ZeroCopySend(cycle, cycle.send, sock.fileno())  # type: ignore[method-assign]
+        super()._start_asgi_task(cycle, app)
+
+
+class _ZeroCopySend:
+    __slots__ = ("cycle", "send", "socket_fd")
+
+    def __init__(self, cycle: RequestResponseCycle, send: Callable[[Any], Any], socket_fd: int) -> None:
+        self.cycle = cycle
+        self.send = send
+        self.socket_fd = socket_fd
+
+    async def __call__(self, message: Any) -> None:
+        if message["type"] != EXTENSION:
+            await self.send(message)
+            return
+        cycle = self.cycle
+        if not cycle.response_started or cycle.response_complete:
+            raise RuntimeError(f"Unexpected ASGI message {EXTENSION!r} outside a response body.")
+        if cycle.chunked_encoding:
+            raise RuntimeError(f"{EXTENSION!r} needs a Content-Length.")
+        more_body = bool(message.get("more_body", False))
+        if cycle.disconnected or cycle.scope["method"] == "HEAD":
+            await self.send({"type": "http.response.body", "body": b"", "more_body": more_body})
+            return
+        file_fd = message["file"].fileno()
+        offset = message.get("offset")
+        if offset is None:
+            offset = os.lseek(file_fd, 0, os.SEEK_CUR)
+        count = message.get("count")
+        if count is None:
+            count = os.fstat(file_fd).st_size - offset
+        if count > cycle.expected_content_length:
+            raise RuntimeError("Response content longer than Content-Length")
+        await _flushed(cycle)
+        if cycle.disconnected:
+            return
+        if not await _sendfile(self.socket_fd, file_fd, offset, count):
+            # The client left part-way: what uvicorn does when a write fails — drop the connection, send no more.
+            cycle.disconnected = True
+            cycle.transport.close()
+            return
+        cycle.expected_content_length -= count
+        await self.send({"type": "http.response.body", "body": b"", "more_body": more_body})
+
+
+async def _flushed(cycle: RequestResponseCycle) -> None:
+    """Wait until uvicorn's write buffer (the status line and headers, normally gone at once) reached the socket:
+    rare, a client that is not reading. A high-water mark of 0 makes uvicorn's own flow control wait for empty."""
+    transport = cycle.transport
+    if not transport.get_write_buffer_size():
+        return
+    low, high = transport.get_write_buffer_limits()
+    transport.set_write_buffer_limits(high=0)
+    try:
+        await cycle.flow.drain()
+    finally:
+        if not transport.is_closing():
+            transport.set_write_buffer_limits(high=high, low=low)
+
+
+class _Descriptors:
+    """Duplicates of the socket and the file, closed once the last burst that uses them has returned."""
+
+    def __init__(self, socket_fd: int, file_fd: int) -> None:
+        self.socket = os.dup(socket_fd)
+        self.file = os.dup(file_fd)
+
+    def close(self, burst: "asyncio.Future[int] | None" = None) -> None:
+        if burst is not None and not burst.cancelled():
+            burst.exception()  # retrieved: nobody awaits the burst of a task that was cancelled meanwhile
+        os.close(self.socket)
+        os.close(self.file)
+
+
+async def _sendfile(socket_fd: int, file_fd: int, offset: int, count: int) -> bool:
+    """Send `count` bytes of the file from `offset`; False when the client went away first."""
+    loop = asyncio.get_running_loop()
+    fds = _Descriptors(socket_fd, file_fd)
+    in_thread: asyncio.Future[int] | None = None
+    end = offset + count
+    try:
+        while offset < end:
+            in_thread = loop.run_in_executor(None, _burst, fds.socket, fds.file, offset, min(end - offset, MAX_BURST))
+            offset += await asyncio.shield(in_thread)
+            if offset < end:
+                await _writable(loop, fds.socket)
+    except OSError as exc:
+        if exc.errno in _GONE:
+            return False
+        raise
+    finally:
+        if in_thread is not None and not in_thread.done():  # cancelled while a burst runs: it still holds them
+            in_thread.add_done_callback(fds.close)
+        else:
+            fds.close()
+    return True
+
+
+def _burst(socket_fd: int, file_fd: int, offset: int, count: int) -> int:
+    """sendfile until `count` bytes are sent or the socket's buffer is full; how many were sent."""
+    sent = 0
+    while sent < count:
+        try:
+            n = os.sendfile(socket_fd, file_fd, offset + sent, count - sent)
+        except BlockingIOError:
+            break
+        if n == 0:  # the file is shorter than promised: it changed under us
+            raise OSError(errno.EIO, "file ended before the promised count")
+        sent += n
+    return sent
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_writer(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_writer(fd)

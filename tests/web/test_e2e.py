@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Dialog, FilePayload, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Dialog, FilePayload, Page, Route, expect, sync_playwright
 
 from tests.server.process import LapseServer, fresh_database
 
@@ -218,6 +218,24 @@ def test_password_link(windows: Windows, site: Site) -> None:
     recipient.fill("#password", "correct horse")
     content = download_bytes(recipient, lambda: recipient.get_by_role("button", name="Download").click())
     assert content == b"the secret plans"
+
+
+def test_files_picked_before_the_upload_script_ran_are_uploaded(windows: Windows, site: Site) -> None:
+    owner = sign_in(windows, site, site.new_key("e2e early pick"))
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:  # the deferred script waits until the file is picked
+        held.append(route)
+
+    owner.route("**/static/upload.js", hold)
+    owner.goto(f"{site.url}/", wait_until="commit")
+    owner.locator("[data-picker]").wait_for(state="attached")
+    owner.set_input_files("[data-picker]", files=[FilePayload(name="early.txt", mimeType="text/plain", buffer=b"x")])
+    expect(owner.locator(".uploads .upload")).to_have_count(0)  # nobody listened to that "change"
+    assert len(held) == 1
+    held[0].continue_()
+    expect(owner.locator(".uploads .upload[data-state=done]")).to_have_count(1)
+    expect(file_card(owner, "early.txt")).to_be_visible()
 
 
 def test_hostile_names_are_shown_as_text(windows: Windows, site: Site) -> None:

@@ -157,4 +157,10 @@
     if (event.target.closest("label, input")) return;
     picker.click();
   });
+  // Files picked while the page was still loading (this script is deferred) fired their "change" before anyone
+  // listened; they are still on the picker, so take them now rather than drop them silently.
+  if (picker.files.length) {
+    add(picker.files);
+    picker.value = "";
+  }
 })();

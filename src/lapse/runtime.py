@@ -11,6 +11,7 @@ from lapse.batch_thread import BatchThread
 from lapse.db.session import create_engine, session_factory
 from lapse.keys.authenticator import Authenticator, SessionAuthenticator, SqliteAuthenticator
 from lapse.links.minter import Minter, SessionMinter, SqliteMinter
+from lapse.links.recent import RecentLinks
 from lapse.links.redeemer import AsyncpgRedeemer, Redeemer, SessionRedeemer, SqliteRedeemer
 from lapse.links.service import ExpiryPolicy
 from lapse.ratelimit import RateLimiter, make_rate_limiter
@@ -35,6 +36,7 @@ class Runtime:
     minter: Minter  # storing a new link (links.minter)
     file_io: BatchThread  # the download hot path's stat and small reads, batched on one thread
     small_files: SmallFileCache  # and the small files it read lately
+    recent_links: RecentLinks  # and the live links it found lately (links.recent)
 
 
 @asynccontextmanager
@@ -75,6 +77,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             minter=minter,
             file_io=file_io,
             small_files=SmallFileCache(),
+            recent_links=RecentLinks(),
         )
     finally:
         await asyncio.to_thread(file_io.close)

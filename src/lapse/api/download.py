@@ -24,10 +24,12 @@ from lapse.api.problems import problem, responses
 from lapse.db.base import utc_now
 from lapse.errors import InvalidInput, LapseError, Unavailable
 from lapse.links import redemption
+from lapse.links.recent import RecentLinks
 from lapse.links.redemption import Target
 from lapse.middleware import DEFAULT_HEADER_FIELDS
 from lapse.runtime import Runtime
 from lapse.storage.small_cache import Opened
+from lapse.tokens import hash_secret
 
 router = APIRouter(tags=["download"])
 
@@ -155,8 +157,9 @@ async def serve_common_case(request: Request, token: str) -> Response | None:
         return None
     runtime = get_runtime(request)
     now = utc_now()
+    recent = runtime.recent_links if request.method == "GET" else None  # a GET is counted unless granted
     try:
-        target = await _resolve(request, runtime, token, now)
+        target = await _resolve(request, runtime, token, now, recent=recent)
         if target.link.password_hash is not None and not target.granted:
             return None
         opened = await _open(runtime, target)
@@ -165,10 +168,14 @@ async def serve_common_case(request: Request, token: str) -> Response | None:
             return None
         return await _send(request, runtime, target, opened, decision, token=token, now=now)
     except LapseError:
+        # Refused (the link changed since it was remembered, say): the route answers from a fresh read.
+        runtime.recent_links.forget(hash_secret(runtime.secret, token))
         return None
 
 
-async def _resolve(request: Request, runtime: Runtime, token: str, now: datetime) -> Target:
+async def _resolve(
+    request: Request, runtime: Runtime, token: str, now: datetime, *, recent: RecentLinks | None = None
+) -> Target:
     # The lean path (links.redeemer): no ORM session on downloads, one thread hop per statement.
     return await redemption.resolve(
         runtime.redeemer.find,
@@ -177,6 +184,7 @@ async def _resolve(request: Request, runtime: Runtime, token: str, now: datetime
         token=token,
         grant=_presented_grant(request),
         now=now,
+        recent=recent,
     )
 
 

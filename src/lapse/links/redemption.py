@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lapse.db.models import File, Link
 from lapse.errors import Gone, GoneReason, NotFound, PasswordRequired, RateLimited, Unavailable
+from lapse.links.recent import RecentLinks
 from lapse.links.redeemer import Redeemer
 from lapse.links.repository import LinkRepository
 from lapse.links.schemas import LinkState
@@ -43,15 +44,24 @@ async def resolve(
     token: str,
     grant: str | None,
     now: datetime,
+    recent: RecentLinks | None = None,
 ) -> Target:
     """Find the link and decide whether it may be served: 404 unknown, 410 dead.
 
     A grant outlives the link's expiry and its last download (a transfer that started in time finishes), but not
-    a revocation or the file's deletion.
+    a revocation or the file's deletion. Pass `recent` only for a GET that will be counted unless granted: a
+    live link found there is served without reading it again (links.recent says why that is safe).
     """
     if not looks_like_token(token):
         raise NotFound("No such link.")
-    found = await find(hash_secret(secret, token))
+    token_hash = hash_secret(secret, token)
+    if recent is not None and (remembered := recent.get(token_hash)) is not None:
+        kept_link, kept_file = remembered
+        if link_state(kept_link, now) is LinkState.ACTIVE and not (
+            grant is not None and signer.verify(grant, link_id=kept_link.id, now=now)
+        ):
+            return Target(link=kept_link, file=kept_file, granted=False)  # to be counted: the UPDATE re-checks
+    found = await find(token_hash)
     if found is None:
         raise NotFound("No such link.")
     link, file = found
@@ -60,7 +70,11 @@ async def resolve(
     if granted and state in (LinkState.EXPIRED, LinkState.EXHAUSTED):
         state = LinkState.ACTIVE
     if state is not LinkState.ACTIVE or file is None:
+        if recent is not None:
+            recent.forget(token_hash)
         raise Gone(GoneReason(state.value))
+    if recent is not None:
+        recent.keep(token_hash, link, file)
     return Target(link=link, file=file, granted=granted)
 
 

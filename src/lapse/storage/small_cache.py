@@ -3,8 +3,8 @@
 
 Why by hand: functools.lru_cache bounds entries, not bytes, and cannot skip caching a large file's stat. A stored
 blob never changes under its storage key (each upload gets a new random key: storage.local.LocalStorage), so an
-entry is never stale; a deleted file is refused by its row before its key is looked up here. Only the event loop's
-thread touches this.
+entry is never stale; a deleted file is refused by its row (or, for a link remembered by links.recent, by the
+counting UPDATE) before any of its bytes are sent. Only the event loop's thread touches this.
 """
 
 import os

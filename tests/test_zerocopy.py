@@ -282,3 +282,15 @@ def test_a_stalled_send_is_cancelled_at_shutdown_and_releases_every_descriptor(s
     with _stalled_download(served, big):
         served.stop()  # past its graceful timeout uvicorn cancels the task, which waits on the socket
         assert _descriptors_on(big) == 0
+
+
+def test_a_client_leaving_while_uvicorn_still_holds_the_start_of_the_answer_releases_the_file(
+    served: Served, content: tuple[Path, bytes]
+) -> None:
+    sock = socket.create_connection(("127.0.0.1", served.port), timeout=30)
+    sock.sendall(b"GET /?lead=%d&count=100 HTTP/1.1\r\nHost: x\r\n\r\n" % PLAIN)
+    _eventually(lambda: _descriptors_on(content[0]) == 1)  # the app has it open: the send waits on the buffer
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    _eventually(lambda: _descriptors_on(content[0]) == 0)
+    assert get(served.url, offset=7, count=7).content == content[1][7:14]

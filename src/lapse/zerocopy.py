@@ -73,9 +73,12 @@ class _ZeroCopySend:
         if count > cycle.expected_content_length:
             raise RuntimeError("Response content longer than Content-Length")
         await _flushed(cycle)
-        if cycle.disconnected:
+        if cycle.disconnected or cycle.transport.is_closing():
             return
-        if not await _sendfile(self.socket_fd, file_fd, offset, count):
+        # No await since that check: the connection's descriptor is still open and still this connection's (once
+        # closed, its number may go to the next connection accepted).
+        fds = _Descriptors(self.socket_fd, file_fd)
+        if not await _sendfile(fds, offset, count):
             # The client left part-way: what uvicorn does when a write fails — drop the connection, send no more.
             cycle.disconnected = True
             cycle.transport.close()
@@ -113,10 +116,9 @@ class _Descriptors:
         os.close(self.file)
 
 
-async def _sendfile(socket_fd: int, file_fd: int, offset: int, count: int) -> bool:
-    """Send `count` bytes of the file from `offset`; False when the client went away first."""
+async def _sendfile(fds: _Descriptors, offset: int, count: int) -> bool:
+    """Send `count` bytes of the file from `offset`, then close `fds`; False when the client went away first."""
     loop = asyncio.get_running_loop()
-    fds = _Descriptors(socket_fd, file_fd)
     in_thread: asyncio.Future[int] | None = None
     end = offset + count
     try:

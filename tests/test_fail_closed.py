@@ -1,15 +1,20 @@
 """Fail closed: with the database or the bytes out of reach, answer 503 + Retry-After, never count, never 500."""
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
+from lapse.api import download
 from lapse.app import create_app
+from lapse.links import redemption
 from lapse.settings import Settings
+from lapse.storage.small_cache import Opened
 from tests.helpers import ApiClient, stored_files
 
 pytestmark = pytest.mark.anyio
@@ -69,3 +74,49 @@ async def test_missing_bytes_refuse_before_counting(
     assert response.status_code == 503
     assert "retry-after" in response.headers
     assert (await alice.request("GET", f"/api/v1/links/{link['id']}")).json()["downloads"] == 0
+
+
+async def test_bytes_gone_after_their_stat_refuse_before_counting(
+    alice: ApiClient, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link = await alice.share(bytes(download.SMALL_FILE + 1), max_downloads=1)  # large: streamed from the file
+    looked_at = download._stat_and_read_small
+
+    def then_deleted(path: Path) -> Opened:  # a delete landing between the look at the file and the download
+        opened = looked_at(path)
+        path.unlink()
+        return opened
+
+    monkeypatch.setattr(download, "_stat_and_read_small", then_deleted)
+    response = await http.get(link["path"])
+    assert response.status_code == 503
+    assert "retry-after" in response.headers
+    assert (await alice.request("GET", f"/api/v1/links/{link['id']}")).json()["downloads"] == 0
+
+
+@pytest.mark.parametrize(
+    ("range_", "expected"),
+    [(None, [slice(None)]), ("bytes=5-", [slice(5, None)]), ("bytes=0-9,20-29", [slice(0, 10), slice(20, 30)])],
+)
+async def test_the_file_checked_before_counting_is_the_one_sent(
+    alice: ApiClient,
+    http: httpx.AsyncClient,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    range_: str | None,
+    expected: list[slice],
+) -> None:
+    data = os.urandom(download.SMALL_FILE + 1)
+    link = await alice.share(data, max_downloads=1)
+    redeem = redemption.redeem_with
+
+    async def then_deleted(*args: Any, **kwargs: Any) -> None:  # the blob unlinked once the download is counted
+        await redeem(*args, **kwargs)
+        for blob in stored_files(settings.data_dir / "blobs"):
+            blob.unlink()
+
+    monkeypatch.setattr(redemption, "redeem_with", then_deleted)
+    response = await http.get(link["path"], headers={"range": range_} if range_ else {})
+    assert response.status_code == (200 if range_ is None else 206)
+    for part in expected:
+        assert data[part] in response.content

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
@@ -234,36 +234,58 @@ async def _send(
     """HEAD: the headers and the link's state. GET (and a password POST, answered as the GET it stands for):
     spend one download unless a grant covers it — committed before any byte — then the bytes with a grant."""
     headers = opened.headers | DEFAULT_HEADER_FIELDS  # the fast path answers without DefaultHeadersMiddleware
-    method = request.method
-    if method == "HEAD":
-        headers |= _link_status_headers(target)
-    elif not target.granted:
-        await redemption.redeem_with(runtime.redeemer, target=target, now=now)
-        ttl = runtime.settings.grant_ttl
-        headers |= _grant_headers(request, runtime.grants.sign(target.link.id, now + ttl), token, ttl)
-    # HEAD gets no Range (RFC 9110 §14.2).
     ranges = decision.ranges
-    if method != "HEAD" and runtime.settings.delivery == "accel":  # counted above: nginx only sends the bytes
-        redirect = accel.redirect(
-            request.headers,
-            ranges,
-            prefix=runtime.settings.accel_prefix,
-            storage=runtime.storage,
-            path=opened.path,
-            headers=headers,
-        )
-        if redirect is not None:
-            return redirect
-    if opened.small_body is not None and (ranges is None or len(ranges) == 1):
-        span = ranges[0] if ranges else None
-        return SmallFileResponse(opened.small_body, headers=headers, span=span, head=method == "HEAD")
-    return JudgedFileResponse(
-        opened.path,
-        headers=headers,
-        stat=opened.stat,
-        ranges=ranges,
-        method="HEAD" if method == "HEAD" else "GET",
-    )
+    if request.method == "HEAD":  # HEAD gets no Range (RFC 9110 §14.2)
+        return _bytes_response(opened, headers | _link_status_headers(target), ranges, head=True, file=None)
+    # Opened before counting: a download is never spent on bytes that cannot be read (fail closed), and the open
+    # file is what gets sent, even if the blob is unlinked meanwhile.
+    file = None if _sent_from_memory(opened, ranges) else await _open_blob(runtime, opened.path)
+    try:
+        if not target.granted:
+            await redemption.redeem_with(runtime.redeemer, target=target, now=now)
+            ttl = runtime.settings.grant_ttl
+            headers |= _grant_headers(request, runtime.grants.sign(target.link.id, now + ttl), token, ttl)
+        if runtime.settings.delivery == "accel":  # counted above: nginx only sends the bytes
+            redirect = accel.redirect(
+                request.headers,
+                ranges,
+                prefix=runtime.settings.accel_prefix,
+                storage=runtime.storage,
+                path=opened.path,
+                headers=headers,
+            )
+            if redirect is not None:
+                return redirect
+        response = _bytes_response(opened, headers, ranges, head=False, file=file)
+        file = None  # the response owns it now
+        return response
+    finally:
+        if file is not None:
+            file.close()
+
+
+def _sent_from_memory(opened: _Opened, ranges: list[tuple[int, int]] | None) -> bool:
+    return opened.small_body is not None and (ranges is None or len(ranges) == 1)
+
+
+async def _open_blob(runtime: Runtime, path: Path) -> BinaryIO:
+    try:
+        return await runtime.file_io.run(lambda: path.open("rb"))  # the response closes it
+    except OSError as exc:
+        raise Unavailable("The file's bytes are not reachable right now.") from exc
+
+
+def _bytes_response(
+    opened: _Opened,
+    headers: dict[str, str],
+    ranges: list[tuple[int, int]] | None,
+    *,
+    head: bool,
+    file: BinaryIO | None,
+) -> Response:
+    if opened.small_body is not None and _sent_from_memory(opened, ranges):
+        return SmallFileResponse(opened.small_body, headers=headers, span=ranges[0] if ranges else None, head=head)
+    return JudgedFileResponse(opened.path, file, headers=headers, stat=opened.stat, ranges=ranges)
 
 
 def _link_status_headers(target: Target) -> dict[str, str]:

@@ -1,10 +1,12 @@
 """Responses that send a stored file's bytes once `download` has decided what to send."""
 
-import functools
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import BinaryIO
 
-import anyio.to_thread
+import anyio
 from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope
 from starlette.types import Send as ASGISend
@@ -17,39 +19,54 @@ ZERO_COPY = "http.response.zerocopysend"
 
 
 class JudgedFileResponse(FileResponse):
-    """The ranges we already judged (see `serving`) of a file; a password POST is answered as the GET it stands
-    for. The whole file or one range goes by `sendfile` when the server offers zero-copy send (`lapse serve`
-    does: lapse.zerocopy); otherwise, and for several ranges, FileResponse streams it in `CHUNK` pieces, one
-    thread hop each, over a scope whose Range and If-Range say exactly what we decided."""
+    """The ranges we already judged (see `serving`) of a file that `download` opened before counting (None: a
+    HEAD, which sends no bytes); a password POST is answered as the GET it stands for. The whole file or one range
+    goes by `sendfile` when the server offers zero-copy send (`lapse serve` does: lapse.zerocopy); otherwise, and
+    for several ranges, FileResponse streams it in `CHUNK` pieces, one thread hop each, over a scope whose Range
+    and If-Range say exactly what we decided. The response owns the file and closes it."""
 
     chunk_size = CHUNK
 
     def __init__(
         self,
         path: Path,
+        file: BinaryIO | None,
         *,
         headers: dict[str, str],
         stat: os.stat_result,
         ranges: list[tuple[int, int]] | None,
-        method: str,
     ) -> None:
         super().__init__(path, headers=headers, media_type=headers["Content-Type"], stat_result=stat)
+        self.file = file
         self.ranges = ranges
-        self.method = method
 
     async def __call__(self, scope: Scope, receive: Receive, send: ASGISend) -> None:
-        if self.method == "GET" and ZERO_COPY in scope.get("extensions", {}) and not self.several_ranges:
-            await self.send_zero_copy(send)
-            return
-        judged = {"range": serving.range_header(self.ranges) if self.ranges else None, "if_range": None}
-        scope = serving.scope_with_headers(scope, **judged)
-        await super().__call__({**scope, "method": self.method}, receive, send)
+        try:
+            if self.file is not None and ZERO_COPY in scope.get("extensions", {}) and not self.several_ranges:
+                await self.send_zero_copy(self.file, send)
+                return
+            judged = {"range": serving.range_header(self.ranges) if self.ranges else None, "if_range": None}
+            scope = serving.scope_with_headers(scope, **judged)
+            method = "HEAD" if self.file is None else "GET"
+            await super().__call__({**scope, "method": method}, receive, send)
+        finally:
+            if self.file is not None:
+                self.file.close()  # not awaited: it must run even while the task is being cancelled
+
+    @asynccontextmanager
+    async def _open_file(self) -> AsyncIterator[anyio.AsyncFile[bytes]]:
+        """FileResponse's own streaming reads the file `download` opened (and __call__ closes), not the path: what
+        was checked before counting is what is sent. Without this override (Starlette renamed it), FileResponse
+        would reopen the path — still correct bytes, only without that guarantee."""
+        if self.file is None:
+            raise RuntimeError("A HEAD response has no file to read.")
+        yield anyio.wrap_file(self.file)
 
     @property
     def several_ranges(self) -> bool:
         return self.ranges is not None and len(self.ranges) > 1
 
-    async def send_zero_copy(self, send: ASGISend) -> None:
+    async def send_zero_copy(self, file: BinaryIO, send: ASGISend) -> None:
         size = self.stat_result.st_size  # type: ignore[union-attr]  # always given
         status, (start, end), headers = 200, (0, size - 1), self.raw_headers
         if self.ranges:
@@ -58,12 +75,8 @@ class JudgedFileResponse(FileResponse):
                 (b"content-length", str(end - start + 1).encode()),
                 (b"content-range", f"bytes {start}-{end}/{size}".encode()),
             ]
-        file = await anyio.to_thread.run_sync(functools.partial(open, self.path, "rb", buffering=0))
-        try:
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": ZERO_COPY, "file": file, "offset": start, "count": end - start + 1})
-        finally:
-            file.close()  # not awaited: it must run even while the task is being cancelled
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": ZERO_COPY, "file": file, "offset": start, "count": end - start + 1})
 
 
 class SmallFileResponse(Response):

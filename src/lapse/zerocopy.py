@@ -21,13 +21,33 @@ import asyncio
 import errno
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 EXTENSION = "http.response.zerocopysend"  # lapse.api.file_responses.ZERO_COPY: the app does not import servers
 MAX_BURST = 16 * 1024 * 1024  # one thread hop sends at most this; a socket's buffer usually stops it sooner
-_GONE = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN)
+LOOK_AGAIN = 1.0  # seconds a send waits on a full socket before it looks whether uvicorn dropped the connection
+COPY_PIECE = 256 * 1024  # what one read-and-write moves where sendfile cannot
+# The client, or the way to it, is gone: stop quietly, as uvicorn does when a write fails.
+_GONE = frozenset(
+    (
+        errno.EPIPE,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.ENOTCONN,
+        errno.ESHUTDOWN,
+        errno.ETIMEDOUT,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+    )
+)
+# sendfile refuses a file whose file system cannot hand it pages (EINVAL): copy through user space instead.
+_NO_SENDFILE = frozenset((errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP))
+# Bursts get their own threads: on the loop's default executor a slow disk could starve its getaddrinfo calls,
+# and they it. Eight: a burst only blocks on a disk read (the socket is non-blocking).
+_BURSTS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lapse-sendfile")
 
 
 class ZeroCopyHttpToolsProtocol(HttpToolsProtocol):
@@ -55,12 +75,14 @@ class _ZeroCopySend:
             await self.send(message)
             return
         cycle = self.cycle
+        if cycle.disconnected:  # uvicorn's own `send` ignores every message then, the response's start included
+            return
         if not cycle.response_started or cycle.response_complete:
             raise RuntimeError(f"Unexpected ASGI message {EXTENSION!r} outside a response body.")
         if cycle.chunked_encoding:
             raise RuntimeError(f"{EXTENSION!r} needs a Content-Length.")
         more_body = bool(message.get("more_body", False))
-        if cycle.disconnected or cycle.scope["method"] == "HEAD":
+        if cycle.scope["method"] == "HEAD":
             await self.send({"type": "http.response.body", "body": b"", "more_body": more_body})
             return
         file_fd = message["file"].fileno()
@@ -70,21 +92,32 @@ class _ZeroCopySend:
         count = message.get("count")
         if count is None:
             count = os.fstat(file_fd).st_size - offset
+        if offset < 0 or count < 0:
+            raise RuntimeError(f"{EXTENSION!r} needs a non-negative offset and count.")
         if count > cycle.expected_content_length:
             raise RuntimeError("Response content longer than Content-Length")
         await _flushed(cycle)
-        if cycle.disconnected or cycle.transport.is_closing():
+        if not _open(cycle):
+            _drop(cycle)
             return
         # No await since that check: the connection's descriptor is still open and still this connection's (once
         # closed, its number may go to the next connection accepted).
         fds = _Descriptors(self.socket_fd, file_fd)
-        if not await _sendfile(fds, offset, count):
-            # The client left part-way: what uvicorn does when a write fails — drop the connection, send no more.
-            cycle.disconnected = True
-            cycle.transport.close()
+        if not await _sendfile(fds, offset, count, still_open=lambda: _open(cycle)):
+            _drop(cycle)
             return
         cycle.expected_content_length -= count
         await self.send({"type": "http.response.body", "body": b"", "more_body": more_body})
+
+
+def _open(cycle: RequestResponseCycle) -> bool:
+    return not cycle.disconnected and not cycle.transport.is_closing()
+
+
+def _drop(cycle: RequestResponseCycle) -> None:
+    """The client left part-way: what uvicorn does when a write fails — drop the connection, send no more."""
+    cycle.disconnected = True
+    cycle.transport.close()
 
 
 async def _flushed(cycle: RequestResponseCycle) -> None:
@@ -107,7 +140,11 @@ class _Descriptors:
 
     def __init__(self, socket_fd: int, file_fd: int) -> None:
         self.socket = os.dup(socket_fd)
-        self.file = os.dup(file_fd)
+        try:
+            self.file = os.dup(file_fd)
+        except BaseException:
+            os.close(self.socket)
+            raise
 
     def close(self, burst: "asyncio.Future[int] | None" = None) -> None:
         if burst is not None and not burst.cancelled():
@@ -116,17 +153,22 @@ class _Descriptors:
         os.close(self.file)
 
 
-async def _sendfile(fds: _Descriptors, offset: int, count: int) -> bool:
-    """Send `count` bytes of the file from `offset`, then close `fds`; False when the client went away first."""
+async def _sendfile(fds: _Descriptors, offset: int, count: int, *, still_open: Callable[[], bool]) -> bool:
+    """Send `count` bytes of the file from `offset`, then close `fds`; False when the client went away first
+    (the socket's error says so, or uvicorn saw it: our duplicate keeps the socket open after uvicorn closed its
+    own, so a burst alone would not notice a connection uvicorn dropped)."""
     loop = asyncio.get_running_loop()
     in_thread: asyncio.Future[int] | None = None
     end = offset + count
     try:
         while offset < end:
-            in_thread = loop.run_in_executor(None, _burst, fds.socket, fds.file, offset, min(end - offset, MAX_BURST))
+            size = min(end - offset, MAX_BURST)
+            in_thread = loop.run_in_executor(_BURSTS, _burst, fds.socket, fds.file, offset, size)
             offset += await asyncio.shield(in_thread)
             if offset < end:
                 await _writable(loop, fds.socket)
+                if not still_open():
+                    return False
     except OSError as exc:
         if exc.errno in _GONE:
             return False
@@ -141,19 +183,34 @@ async def _sendfile(fds: _Descriptors, offset: int, count: int) -> bool:
 
 def _burst(socket_fd: int, file_fd: int, offset: int, count: int) -> int:
     """sendfile until `count` bytes are sent or the socket's buffer is full; how many were sent."""
+    send: Callable[[int, int, int, int], int] = os.sendfile
     sent = 0
     while sent < count:
         try:
-            n = os.sendfile(socket_fd, file_fd, offset + sent, count - sent)
+            n = send(socket_fd, file_fd, offset + sent, count - sent)
         except BlockingIOError:
             break
+        except OSError as exc:
+            if exc.errno not in _NO_SENDFILE or send is _copy:
+                raise
+            send = _copy
+            continue
         if n == 0:  # the file is shorter than promised: it changed under us
             raise OSError(errno.EIO, "file ended before the promised count")
         sent += n
     return sent
 
 
+def _copy(socket_fd: int, file_fd: int, offset: int, count: int) -> int:
+    """sendfile's work through user space, a piece at a time. A piece the socket takes only part of is read
+    again from where it stopped: reads are by offset, nothing is kept between calls."""
+    piece = os.pread(file_fd, min(count, COPY_PIECE), offset)
+    return os.write(socket_fd, piece) if piece else 0
+
+
 async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    """Until the socket takes more, or for LOOK_AGAIN seconds: uvicorn may have dropped the connection (the client
+    half-closed it, say) while our duplicate keeps its socket open, and then it may never turn writable."""
     ready: asyncio.Future[None] = loop.create_future()
 
     def wake() -> None:
@@ -161,7 +218,9 @@ async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
             ready.set_result(None)
 
     loop.add_writer(fd, wake)
+    timer = loop.call_later(LOOK_AGAIN, wake)
     try:
         await ready
     finally:
+        timer.cancel()
         loop.remove_writer(fd)

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from lapse.db.models import File, Link
+from lapse.links.recent import RecentLinks
 from lapse.links.redeemer import AsyncpgRedeemer, SessionRedeemer, SqliteRedeemer
 from tests.api.test_download import downloads_of, fresh_get
 from tests.helpers import ApiClient
@@ -68,10 +69,14 @@ async def test_a_change_after_the_link_was_remembered_is_honoured_and_nothing_co
     link = await alice.share(BODY, max_downloads=10)
     assert (await fresh_get(http, link["path"])).status_code == 200  # now remembered
     await change(alice, link)
-    for _ in range(2):  # the refusal also drops what was remembered: the second is read afresh straight away
+    # The first refusal: the remembered (stale) row went to the UPDATE, which refused it; then the one fresh read
+    # says why, and drops what was remembered. The second is read afresh straight away, in front and in the route.
+    for expected_lookups in (1, 2):
+        lookups.clear()
         refused = await fresh_get(http, link["path"])
         assert refused.status_code == 410
         assert refused.json()["reason"] == reason
+        assert len(lookups) == expected_lookups
     if reason != "file_deleted":
         assert await downloads_of(alice, link) == 1
 
@@ -110,3 +115,22 @@ async def test_a_grant_does_not_outlive_a_revocation_made_after_the_link_was_rem
     assert refused.status_code == 410
     assert refused.json()["reason"] == "revoked"
     assert await downloads_of(alice, link) == 1
+
+
+async def test_a_link_alive_only_for_a_grants_holder_is_not_remembered(
+    alice: ApiClient, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept: list[Link] = []
+    keep = RecentLinks.keep
+
+    def spy(self: RecentLinks, token_hash: str, link: Link, file: File) -> None:
+        kept.append(link)
+        keep(self, token_hash, link, file)
+
+    monkeypatch.setattr(RecentLinks, "keep", spy)
+    link = await alice.share(BODY, max_downloads=1)
+    grant = (await fresh_get(http, link["path"])).headers["lapse-grant"]  # its one download: now used up
+    kept.clear()
+    resumed = await fresh_get(http, link["path"], range="bytes=3-", lapse_grant=grant)
+    assert (resumed.status_code, resumed.content) == (206, BODY[3:])
+    assert kept == []

@@ -67,14 +67,15 @@ async def resolve(
     link, file = found
     granted = grant is not None and signer.verify(grant, link_id=link.id, now=now)
     state = link_state(link, now)
+    if recent is not None:
+        if state is LinkState.ACTIVE and file is not None:
+            recent.keep(token_hash, link, file)
+        else:  # gone, or alive only for a grant's holder
+            recent.forget(token_hash)
     if granted and state in (LinkState.EXPIRED, LinkState.EXHAUSTED):
         state = LinkState.ACTIVE
     if state is not LinkState.ACTIVE or file is None:
-        if recent is not None:
-            recent.forget(token_hash)
         raise Gone(GoneReason(state.value))
-    if recent is not None:
-        recent.keep(token_hash, link, file)
     return Target(link=link, file=file, granted=granted)
 
 

@@ -4,6 +4,7 @@ Plain sync tests on purpose: Playwright's sync API runs its own event loop and c
 Screenshots land in artifacts/screenshots/ (two of them are copied into docs/screenshots/ for the README).
 """
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,11 +230,14 @@ def test_files_picked_before_the_upload_script_ran_are_uploaded(windows: Windows
 
     owner.route("**/static/upload.js", hold)
     owner.goto(f"{site.url}/", wait_until="commit")
+    deadline = time.monotonic() + 15
+    while not held:  # until the script is provably held: then it cannot have run before the pick below
+        assert time.monotonic() < deadline, "the page never asked for upload.js"
+        owner.wait_for_timeout(20)  # lets Playwright dispatch the route handler
     owner.locator("[data-picker]").wait_for(state="attached")
     owner.set_input_files("[data-picker]", files=[FilePayload(name="early.txt", mimeType="text/plain", buffer=b"x")])
-    expect(owner.locator(".uploads .upload")).to_have_count(0)  # nobody listened to that "change"
-    assert len(held) == 1
-    held[0].continue_()
+    [script] = held
+    script.continue_()
     expect(owner.locator(".uploads .upload[data-state=done]")).to_have_count(1)
     expect(file_card(owner, "early.txt")).to_be_visible()
 

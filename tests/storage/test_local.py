@@ -1,4 +1,5 @@
-"""LocalStorage.write: the bytes and sha256 are right however the body is cut, and a failure keeps nothing."""
+"""LocalStorage.write: the bytes and sha256 are right however the body is cut (the hash runs beside the writes, or
+in line for a small batch), and a failure keeps nothing."""
 
 import hashlib
 import os
@@ -36,6 +37,7 @@ CUTS = {
     "one huge chunk": [PATTERN],
     "many tiny chunks": [PATTERN[i : i + 7] for i in range(0, 300_000, 7)],  # > IOV_MAX per batch
     "uneven chunks": [PATTERN[i : i + 65_537] for i in range(0, len(PATTERN), 65_537)],
+    "a small file": [PATTERN[:1000], PATTERN[1000:5000]],  # one batch, hashed in line rather than beside
 }
 
 

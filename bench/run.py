@@ -8,12 +8,14 @@ Every server is started here, on 127.0.0.1, and stopped by pid at the end:
 - Lapse with LAPSE_DELIVERY=accel behind nginx configured from deploy/nginx/lapse.conf (bench/accel.py): Lapse
   counts, nginx sends the bytes; `--only-accel` measures just that and its baselines
 
-Each figure is the median of `--runs` runs, with the min–max spread. Prints a table of ratios against the targets
+Each figure is the median of `--runs` runs, with the min–max spread; a ratio's two sides are measured in turn,
+round after round (`alternate`), so that both sample the same stretches of this noisy host's time. Prints a table of ratios against the targets
 of issue 5 and writes bench/results/bench.json.
 """
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -111,13 +113,30 @@ def wrk(url: str, *, seconds: int, connections: int, script: Path | None = None)
     return {"rps": rps, "p50_ms": latency["50"], "p99_ms": latency["99"]}
 
 
-def repeat(runs: int, once: Callable[[], dict[str, float]]) -> dict[str, dict[str, float]]:
-    samples = [once() for _ in range(runs)]
-    return {key: summary([s[key] for s in samples]) for key in samples[0]}
+Measure = Callable[[], dict[str, float]]
+
+
+def repeat(runs: int, once: Measure) -> dict[str, dict[str, float]]:
+    return alternate(runs, {"once": once})["once"]
+
+
+def alternate(runs: int, measures: dict[str, Measure]) -> dict[str, dict[str, dict[str, float]]]:
+    """Every measure once per round, round after round, each summarised over its rounds. A baseline and what is
+    compared with it then sample the same stretches of time: this host's speed drifts by tens of per cent within
+    minutes, and measured one block after the other a slow spell lands on one side of a ratio only."""
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in measures}
+    for _ in range(runs):
+        for name, once in measures.items():
+            samples[name].append(once())
+    return {name: {key: summary([s[key] for s in got]) for key in got[0]} for name, got in samples.items()}
 
 
 def load(url: str, args: argparse.Namespace, script: Path | None = None) -> dict[str, dict[str, float]]:
-    return repeat(args.runs, lambda: wrk(url, seconds=args.seconds, connections=args.connections, script=script))
+    return repeat(args.runs, wrk_once(url, args, script))
+
+
+def wrk_once(url: str, args: argparse.Namespace, script: Path | None = None) -> Measure:
+    return lambda: wrk(url, seconds=args.seconds, connections=args.connections, script=script)
 
 
 # ---------------------------------------------------------------- Lapse set-up
@@ -314,7 +333,7 @@ def measure_streams(
 ) -> None:
     for count in (1, 4):
         results[f"stream{count}_{label}"] = repeat(
-            args.runs, lambda c=count: streams(pids, url, count=c, headers=headers, expect=expect)
+            args.runs, functools.partial(streams, pids, url, count=count, headers=headers, expect=expect)
         )
 
 
@@ -398,21 +417,24 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         limited_url = small["link"]["url"]
         unlimited_url = lapse.link(small["id"], max_downloads=None)
 
-        print("redemption …", file=sys.stderr)
-        results["hello"] = load(hello.url + "/", args)
-        results["nginx_1k"] = load(f"{nginx.url}/small.bin", args)
-        results["redeem_limited"] = load(limited_url, args)
-        results["redeem_unlimited"] = load(unlimited_url, args)
-        results["exact_k_sqlite"] = exact_k_under_load(lapse, small["id"], unlimited_url, args)
-
-        print("link creation …", file=sys.stderr)
+        print("redemption and link creation …", file=sys.stderr)
         script = root / "create.lua"
         script.write_text(
             'wrk.method = "POST"\nwrk.body = \'{"expires_in": 3600, "max_downloads": 5}\'\n'
             'wrk.headers["Content-Type"] = "application/json"\n'
             f'wrk.headers["Authorization"] = "Bearer {lapse.key}"\n'
         )
-        results["create_link"] = load(f"{lapse.server.url}/api/v1/files/{small['id']}/links", args, script)
+        results |= alternate(
+            args.runs,
+            {
+                "hello": wrk_once(hello.url + "/", args),
+                "nginx_1k": wrk_once(f"{nginx.url}/small.bin", args),
+                "redeem_limited": wrk_once(limited_url, args),
+                "redeem_unlimited": wrk_once(unlimited_url, args),
+                "create_link": wrk_once(f"{lapse.server.url}/api/v1/files/{small['id']}/links", args, script),
+            },
+        )
+        results["exact_k_sqlite"] = exact_k_under_load(lapse, small["id"], unlimited_url, args)
 
         print("streams …", file=sys.stderr)
         big_url = lapse.link(big["id"], max_downloads=None)
@@ -420,12 +442,21 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         grant = grant_answer.headers["Lapse-Grant"]
         ranged = {"Range": f"bytes={half}-"}
 
-        measure_streams(results, args, "nginx", nginx.pids, f"{nginx.url}/big.bin", {}, big_size)
-        measure_streams(results, args, "nginx_ranged", nginx.pids, f"{nginx.url}/big.bin", ranged, big_size - half)
-        measure_streams(results, args, "lapse", lapse.server.pids, big_url, {}, big_size)
-        measure_streams(
-            results, args, "lapse_ranged", lapse.server.pids, big_url, {**ranged, "Lapse-Grant": grant}, big_size - half
-        )
+        granted = {**ranged, "Lapse-Grant": grant}
+        for count in (1, 4):
+            at_once = functools.partial(streams, count=count)
+            measures: dict[str, Measure] = {
+                "nginx": functools.partial(at_once, nginx.pids, f"{nginx.url}/big.bin", headers={}, expect=big_size),
+                "lapse": functools.partial(at_once, lapse.server.pids, big_url, headers={}, expect=big_size),
+                "nginx_ranged": functools.partial(
+                    at_once, nginx.pids, f"{nginx.url}/big.bin", headers=ranged, expect=big_size - half
+                ),
+                "lapse_ranged": functools.partial(
+                    at_once, lapse.server.pids, big_url, headers=granted, expect=big_size - half
+                ),
+            }
+            measured = alternate(args.runs, measures)
+            results |= {f"stream{count}_{label}": figures for label, figures in measured.items()}
 
         print("upload …", file=sys.stderr)
         up = files["upload"]
@@ -435,34 +466,26 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         def delete_lapse(out: str) -> None:
             lapse.http.delete(f"/api/v1/files/{json.loads(out)['id']}").raise_for_status()
 
-        results["upload_lapse"] = repeat(
-            args.runs,
-            lambda: upload_once(
-                lapse.server.pids,
-                [*curl, "-H", f"Authorization: Bearer {lapse.key}", f"{lapse.server.url}/api/v1/files/upload.bin"],
-                up_size,
-                delete_lapse,
-            ),
-        )
-        results["upload_nginx_dav"] = repeat(
-            args.runs,
-            lambda: upload_once(
-                nginx.pids,
-                [*curl, f"{nginx.url}/dav/upload.bin"],
-                up_size,
-                lambda _: (root / "dav" / "upload.bin").unlink(),
-            ),
-        )
-        # The disk itself, durably: what Lapse's upload does besides HTTP (it fsyncs before the row commits).
         copy = root / "dav" / "copy.bin"
-        results["upload_disk_fsync"] = repeat(
+        lapse_put = [*curl, "-H", f"Authorization: Bearer {lapse.key}", f"{lapse.server.url}/api/v1/files/upload.bin"]
+        results |= alternate(
             args.runs,
-            lambda: upload_once(
-                [os.getpid()],
-                ["dd", f"if={up}", f"of={copy}", "bs=1M", "conv=fsync", "status=none"],
-                up_size,
-                lambda _: copy.unlink(),
-            ),
+            {
+                "upload_lapse": lambda: upload_once(lapse.server.pids, lapse_put, up_size, delete_lapse),
+                "upload_nginx_dav": lambda: upload_once(
+                    nginx.pids,
+                    [*curl, f"{nginx.url}/dav/upload.bin"],
+                    up_size,
+                    lambda _: (root / "dav" / "upload.bin").unlink(),
+                ),
+                # The disk itself, durably: what Lapse's upload does besides HTTP (it fsyncs before the row commits).
+                "upload_disk_fsync": lambda: upload_once(
+                    [os.getpid()],
+                    ["dd", f"if={up}", f"of={copy}", "bs=1M", "conv=fsync", "status=none"],
+                    up_size,
+                    lambda _: copy.unlink(),
+                ),
+            },
         )
         # The hash every upload must compute (the file's ETag), alone: on a CPU without SHA extensions it is slower
         # than the disk, and it bounds Lapse's upload rate whatever the HTTP side does.

@@ -9,7 +9,8 @@ extension in their scope, and a `zerocopysend` message is sent with `os.sendfile
 
 How: the headers are uvicorn's (its `send` wrote them); once its write buffer is empty, `sendfile` runs in a worker
 thread in bursts — each goes until the socket's buffer is full, so the event loop never waits on a disk read — and
-between bursts the loop waits for the socket to be writable. Both descriptors are duplicates owned here: uvicorn may
+between bursts the loop waits for the socket to be writable. (Where a file system cannot give sendfile its pages,
+the same bursts read and write through user space.) Both descriptors are duplicates owned here: uvicorn may
 close the connection's (the client left) and the app its file (the task was cancelled) while a burst is still
 running in its thread, and a number closed under it could be reused by another connection or file — whose bytes
 would then go out here. The duplicates are closed only once no burst holds them. Then the body is completed through

@@ -9,8 +9,8 @@ Every server is started here, on 127.0.0.1, and stopped by pid at the end:
   counts, nginx sends the bytes; `--only-accel` measures just that and its baselines
 
 Each figure is the median of `--runs` runs, with the min–max spread; a ratio's two sides are measured in turn,
-round after round (`alternate`), so that both sample the same stretches of this noisy host's time. Prints a table of ratios against the targets
-of issue 5 and writes bench/results/bench.json.
+round after round (`alternate`), so that both sample the same stretches of this noisy host's time. Prints a table
+of ratios against the targets of issue 5 and writes bench/results/bench.json.
 """
 
 import argparse

@@ -9,8 +9,10 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
+from starlette.types import Message
 
 from lapse.api import download
+from lapse.api.file_responses import JudgedFileResponse
 from lapse.app import create_app
 from lapse.links import redemption
 from lapse.settings import Settings
@@ -120,3 +122,36 @@ async def test_the_file_checked_before_counting_is_the_one_sent(
     assert response.status_code == (200 if range_ is None else 206)
     for part in expected:
         assert data[part] in response.content
+
+
+async def test_a_server_offering_pathsend_is_sent_the_opened_file_not_the_path(tmp_path: Path) -> None:
+    # granian offers `http.response.pathsend`: FileResponse would hand it the path, which the server reopens.
+    data = os.urandom(download.SMALL_FILE + 1)
+    blob = tmp_path / "blob"
+    blob.write_bytes(data)
+    opened = blob.open("rb")
+    blob.unlink()  # deleted once the download was counted: only the open file still has the bytes
+    response = JudgedFileResponse(
+        blob, opened, headers={"Content-Type": "application/octet-stream"}, stat=os.fstat(opened.fileno()), ranges=None
+    )
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        raise AssertionError("nothing to receive")
+
+    scope = {
+        "type": "http",
+        "asgi": {"spec_version": "2.4"},
+        "method": "GET",
+        "path": "/d/x",
+        "headers": [],
+        "extensions": {"http.response.pathsend": {}},
+    }
+    await response(scope, receive, send)
+    assert [m["type"] for m in sent[:1]] == ["http.response.start"]
+    assert {m["type"] for m in sent[1:]} == {"http.response.body"}
+    assert b"".join(m["body"] for m in sent[1:]) == data
+    assert opened.closed

@@ -16,6 +16,7 @@ from lapse.api import serving
 CHUNK = 512 * 1024  # a thread hop per 512 KiB, not per 64 KiB (CPU/GiB ÷ 4; RSS flat)
 # The ASGI zero-copy send extension: a file's bytes handed to the server to `sendfile` (lapse.zerocopy).
 ZERO_COPY = "http.response.zerocopysend"
+PATH_SEND = "http.response.pathsend"
 
 
 class JudgedFileResponse(FileResponse):
@@ -45,10 +46,12 @@ class JudgedFileResponse(FileResponse):
             if self.file is not None and ZERO_COPY in scope.get("extensions", {}) and not self.several_ranges:
                 await self.send_zero_copy(self.file, send)
                 return
+            # No `pathsend` (granian offers it): the server would reopen the path, not send the file we opened.
+            extensions = {k: v for k, v in scope.get("extensions", {}).items() if k != PATH_SEND}
             judged = {"range": serving.range_header(self.ranges) if self.ranges else None, "if_range": None}
             scope = serving.scope_with_headers(scope, **judged)
             method = "HEAD" if self.file is None else "GET"
-            await super().__call__({**scope, "method": method}, receive, send)
+            await super().__call__({**scope, "method": method, "extensions": extensions}, receive, send)
         finally:
             if self.file is not None:
                 self.file.close()  # not awaited: it must run even while the task is being cancelled

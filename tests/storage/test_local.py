@@ -1,15 +1,17 @@
 """LocalStorage.write: the bytes and sha256 are right however the body is cut (the hash runs beside the writes, or
 in line for a small batch), and a failure keeps nothing."""
 
+import errno
 import hashlib
 import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import anyio
 import pytest
 
 from lapse.db.session import transaction
-from lapse.errors import TooLarge
+from lapse.errors import InsufficientStorage, TooLarge
 from lapse.files import service as files_service
 from lapse.keys import service as keys_service
 from lapse.runtime import Runtime
@@ -118,3 +120,43 @@ async def test_a_body_failing_mid_upload_leaves_no_row_and_no_temp_file(runtime:
     async with transaction(runtime.sessions) as session:
         assert await files_service.list_files(session, owner=owner, cursor=None, limit=10) == []
     assert stored_files(runtime.settings.data_dir / "blobs") == []
+
+
+async def test_a_full_disk_mid_upload_is_507_and_keeps_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write failing while its batch is hashed beside it: the disk's error is what the caller hears."""
+
+    def full(fd: int, buffers: Sequence[bytes | memoryview]) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "writev", full)
+    with pytest.raises(InsufficientStorage):
+        await LocalStorage(tmp_path).write(body([PATTERN]), max_size=len(PATTERN))
+    assert stored_files(tmp_path) == []
+
+
+async def test_with_every_hashing_thread_busy_a_batch_is_hashed_in_line(tmp_path: Path) -> None:
+    taken = 0
+    while blob_writer._FREE_HASHERS.acquire(blocking=False):
+        taken += 1
+    try:
+        blob = await LocalStorage(tmp_path).write(body([PATTERN]), max_size=len(PATTERN))
+    finally:
+        for _ in range(taken):
+            blob_writer._FREE_HASHERS.release()
+    assert taken == blob_writer.HASHERS
+    assert blob.sha256 == hashlib.sha256(PATTERN).hexdigest()
+
+
+async def test_more_uploads_at_once_than_hashing_threads_each_get_their_own_sha256(tmp_path: Path) -> None:
+    contents = [os.urandom(2 * MiB + i) for i in range(blob_writer.HASHERS + 3)]
+    storage = LocalStorage(tmp_path)
+    digests: dict[int, str] = {}
+
+    async def upload(i: int) -> None:
+        chunks = [contents[i][at : at + 65_536] for at in range(0, len(contents[i]), 65_536)]
+        digests[i] = (await storage.write(body(chunks), max_size=len(contents[i]))).sha256
+
+    async with anyio.create_task_group() as group:
+        for i in range(len(contents)):
+            group.start_soon(upload, i)
+    assert digests == {i: hashlib.sha256(content).hexdigest() for i, content in enumerate(contents)}

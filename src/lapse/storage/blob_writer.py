@@ -12,8 +12,9 @@ import errno
 import hashlib
 import io
 import os
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 # writev(2) takes at most this many buffers per call (IOV_MAX on Linux).
 MAX_IOV = 1024
@@ -49,13 +50,30 @@ start_writeback: StartWriteback = _load_sync_file_range()
 
 # sha256 beside the writes: each half costs ~0.3-0.8 s per GiB here, and hashlib and writev both release the GIL,
 # so a batch takes the longer of the two instead of their sum (+15 % upload rate in an A/B; README, Performance).
-_HASHING = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lapse-sha256")
+# A batch is only handed over when a hashing thread is free: with more uploads at once than threads, waiting in
+# the pool's queue would cost more than hashing in line, as before.
+HASHERS = max(2, os.cpu_count() or 2)
+_HASHING = ThreadPoolExecutor(max_workers=HASHERS, thread_name_prefix="lapse-sha256")
+_FREE_HASHERS = threading.BoundedSemaphore(HASHERS)
 HASH_BESIDE = 256 * 1024  # a smaller batch (a small file) is hashed in line: the hand-off would cost more
 
 
 def _hash(digest: "hashlib._Hash", batch: list[bytes]) -> None:
     for chunk in batch:
         digest.update(chunk)
+
+
+def _hash_beside(digest: "hashlib._Hash", batch: list[bytes]) -> "Future[None] | None":
+    """The batch being hashed on a free hashing thread, or None when none is free (then hash it in line)."""
+    if not _FREE_HASHERS.acquire(blocking=False):
+        return None
+    try:
+        hashed = _HASHING.submit(_hash, digest, batch)
+    except BaseException:
+        _FREE_HASHERS.release()
+        raise
+    hashed.add_done_callback(lambda _: _FREE_HASHERS.release())
+    return hashed
 
 
 class BlobWriter:
@@ -69,15 +87,17 @@ class BlobWriter:
 
     def __call__(self, batch: list[bytes]) -> None:
         size = sum(map(len, batch))
-        if size < HASH_BESIDE:
+        hashed = _hash_beside(self.digest, batch) if size >= HASH_BESIDE else None
+        if hashed is None:
             _hash(self.digest, batch)
             self._write(batch)
         else:
-            hashed = _HASHING.submit(_hash, self.digest, batch)
             try:
                 self._write(batch)
-            finally:
-                hashed.result()  # the digest is done with this batch before the next can reach it
+            except BaseException:
+                hashed.exception()  # wait: the digest is done with this batch; the write's error is the one to tell
+                raise
+            hashed.result()  # the digest is done with this batch before the next can reach it
         self.size += size
         if self.size - self._written_back >= WRITEBACK_EVERY:
             start_writeback(self.file.fileno(), self._written_back, self.size - self._written_back)

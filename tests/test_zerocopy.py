@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
+from lapse import zerocopy
 from lapse.api.file_responses import ZERO_COPY
 from lapse.zerocopy import EXTENSION, ZeroCopyHttpToolsProtocol
 from tests.server.process import free_port
@@ -32,12 +33,13 @@ class FileApp:
     overrides the Content-Length ("none": no Content-Length), `big` sends the big (sparse) file, `early` sends
     the file before the response's start, `late` waits for the client to leave before it starts. GET /plain
     answers PLAIN zeros the ordinary way, GET /extensions the extensions in the scope. `failures` holds what any
-    send raised."""
+    send raised, `finished` counts the file requests it is done with."""
 
     def __init__(self, path: Path, big: Path) -> None:
         self.path = path
         self.big = big
         self.failures: list[Exception] = []
+        self.finished = 0  # file requests the app is done with, failed or not
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,6 +60,8 @@ class FileApp:
         except Exception as exc:
             self.failures.append(exc)
             raise
+        finally:
+            self.finished += 1
 
     async def send_file(self, scope: Scope, receive: Receive, send: Send) -> None:
         query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
@@ -306,8 +310,9 @@ def test_a_client_gone_before_the_response_starts_is_no_error(served: Served, co
     sock.sendall(b"GET /?late=1&count=100 HTTP/1.1\r\nHost: x\r\n\r\n")
     _eventually(lambda: _descriptors_on(content[0]) == 1)  # the app holds the file, waiting for the client to go
     sock.close()
-    _eventually(lambda: _descriptors_on(content[0]) == 0)
+    _eventually(lambda: served.app.finished == 1)
     assert served.app.failures == []
+    assert _descriptors_on(content[0]) == 0
 
 
 def test_a_file_sendfile_cannot_read_is_copied_through_user_space(
@@ -341,3 +346,22 @@ def test_a_client_leaving_while_uvicorn_still_holds_the_start_of_the_answer_rele
     sock.close()
     _eventually(lambda: _descriptors_on(content[0]) == 0)
     assert get(served.url, offset=7, count=7).content == content[1][7:14]
+
+
+def test_a_stalled_client_costs_no_burst_while_the_connection_is_only_looked_at(
+    served: Served, big: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bursts: list[int] = []
+    real_burst = zerocopy._burst
+
+    def counted(socket_fd: int, file_fd: int, offset: int, count: int) -> int:
+        bursts.append(offset)
+        return real_burst(socket_fd, file_fd, offset, count)
+
+    monkeypatch.setattr(zerocopy, "_burst", counted)
+    monkeypatch.setattr(zerocopy, "LOOK_AGAIN", 0.05)
+    with _stalled_download(served, big):
+        time.sleep(0.3)  # let the socket buffers fill
+        before = len(bursts)
+        time.sleep(0.5)  # ten looks at the connection
+        assert len(bursts) == before

@@ -166,10 +166,12 @@ async def _sendfile(fds: _Descriptors, offset: int, count: int, *, still_open: C
             size = min(end - offset, MAX_BURST)
             in_thread = loop.run_in_executor(_BURSTS, _burst, fds.socket, fds.file, offset, size)
             offset += await asyncio.shield(in_thread)
-            if offset < end:
-                await _writable(loop, fds.socket)
+            while offset < end:  # until the socket takes more, looking at the connection every LOOK_AGAIN
+                writable = await _writable(loop, fds.socket)
                 if not still_open():
                     return False
+                if writable:
+                    break
     except OSError as exc:
         if exc.errno in _GONE:
             return False
@@ -209,19 +211,20 @@ def _copy(socket_fd: int, file_fd: int, offset: int, count: int) -> int:
     return os.write(socket_fd, piece) if piece else 0
 
 
-async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
-    """Until the socket takes more, or for LOOK_AGAIN seconds: uvicorn may have dropped the connection (the client
-    half-closed it, say) while our duplicate keeps its socket open, and then it may never turn writable."""
-    ready: asyncio.Future[None] = loop.create_future()
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> bool:
+    """True once the socket takes more; False after LOOK_AGAIN seconds without: uvicorn may have dropped the
+    connection (the client half-closed it, say) while our duplicate keeps its socket open, and then it may never
+    turn writable."""
+    ready: asyncio.Future[bool] = loop.create_future()
 
-    def wake() -> None:
+    def wake(writable: bool) -> None:
         if not ready.done():
-            ready.set_result(None)
+            ready.set_result(writable)
 
-    loop.add_writer(fd, wake)
-    timer = loop.call_later(LOOK_AGAIN, wake)
+    loop.add_writer(fd, wake, True)
+    timer = loop.call_later(LOOK_AGAIN, wake, False)
     try:
-        await ready
+        return await ready
     finally:
         timer.cancel()
         loop.remove_writer(fd)

@@ -322,26 +322,26 @@ def static_nginx(root: Path, stack: ExitStack) -> Server:
     return nginx
 
 
-def measure_streams(
-    results: dict[str, Any],
-    args: argparse.Namespace,
-    label: str,
-    pids: list[int],
-    url: str,
-    headers: dict[str, str],
-    expect: int,
-) -> None:
+Shape = tuple[list[int], str, dict[str, str], int]  # server pids, URL, request headers, bytes expected
+
+
+def measure_streams(args: argparse.Namespace, shapes: dict[str, Shape]) -> dict[str, Any]:
+    """`stream{count}_{label}` for 1 and 4 streams of every shape, the shapes taken in turn (`alternate`)."""
+    results: dict[str, Any] = {}
     for count in (1, 4):
-        results[f"stream{count}_{label}"] = repeat(
-            args.runs, functools.partial(streams, pids, url, count=count, headers=headers, expect=expect)
-        )
+        at_once = functools.partial(streams, count=count)
+        measures: dict[str, Measure] = {
+            label: functools.partial(at_once, pids, url, headers=headers, expect=expect)
+            for label, (pids, url, headers, expect) in shapes.items()
+        }
+        measured = alternate(args.runs, measures)
+        results |= {f"stream{count}_{label}": figures for label, figures in measured.items()}
+    return results
 
 
 def run_only_accel(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     """The accel scenario and the baselines its ratios need, nothing else."""
     files = make_files(root, args.big_mib, upload_mib=1)
-    big_size = args.big_mib * MiB
-    ranged = {"Range": f"bytes={big_size // 2}-"}
     results: dict[str, Any] = {}
     with ExitStack() as stack:
         nginx = static_nginx(root, stack)
@@ -351,13 +351,11 @@ def run_only_accel(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         results["hello"] = load(hello.url + "/", args)
         hello.stop()
         results["nginx_1k"] = load(f"{nginx.url}/small.bin", args)
-        measure_streams(results, args, "nginx", nginx.pids, f"{nginx.url}/big.bin", {}, big_size)
-        measure_streams(results, args, "nginx_ranged", nginx.pids, f"{nginx.url}/big.bin", ranged, big_size // 2)
-        results |= run_accel(args, root, files)
+        results |= run_accel(args, root, files, nginx)
     return results
 
 
-def run_accel(args: argparse.Namespace, root: Path, files: dict[str, Path]) -> dict[str, Any]:
+def run_accel(args: argparse.Namespace, root: Path, files: dict[str, Path], nginx: Server) -> dict[str, Any]:
     """Lapse (1 worker, SQLite) with LAPSE_DELIVERY=accel behind nginx (1 worker) configured from the repo's
     deploy/nginx/lapse.conf: every request goes through both, and server CPU is both processes' CPU."""
     print("accel (nginx sends the bytes) …", file=sys.stderr)
@@ -388,9 +386,15 @@ def run_accel(args: argparse.Namespace, root: Path, files: dict[str, Path]) -> d
                 first.raise_for_status()
                 grant = first.headers["Lapse-Grant"]
             pids = front.pids + lapse.server.pids
-            measure_streams(results, args, "accel", pids, big_url, {}, big_size)
-            ranged = {"Range": f"bytes={half}-", "Lapse-Grant": grant}
-            measure_streams(results, args, "accel_ranged", pids, big_url, ranged, big_size - half)
+            ranged = {"Range": f"bytes={half}-"}
+            static = f"{nginx.url}/big.bin"
+            shapes: dict[str, Shape] = {  # nginx static again, beside: the accel ratios' baseline
+                "accel_nginx": (nginx.pids, static, {}, big_size),
+                "accel": (pids, big_url, {}, big_size),
+                "accel_nginx_ranged": (nginx.pids, static, ranged, big_size - half),
+                "accel_ranged": (pids, big_url, {**ranged, "Lapse-Grant": grant}, big_size - half),
+            }
+            results |= measure_streams(args, shapes)
         finally:
             front.stop()
     finally:
@@ -442,21 +446,14 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         grant = grant_answer.headers["Lapse-Grant"]
         ranged = {"Range": f"bytes={half}-"}
 
-        granted = {**ranged, "Lapse-Grant": grant}
-        for count in (1, 4):
-            at_once = functools.partial(streams, count=count)
-            measures: dict[str, Measure] = {
-                "nginx": functools.partial(at_once, nginx.pids, f"{nginx.url}/big.bin", headers={}, expect=big_size),
-                "lapse": functools.partial(at_once, lapse.server.pids, big_url, headers={}, expect=big_size),
-                "nginx_ranged": functools.partial(
-                    at_once, nginx.pids, f"{nginx.url}/big.bin", headers=ranged, expect=big_size - half
-                ),
-                "lapse_ranged": functools.partial(
-                    at_once, lapse.server.pids, big_url, headers=granted, expect=big_size - half
-                ),
-            }
-            measured = alternate(args.runs, measures)
-            results |= {f"stream{count}_{label}": figures for label, figures in measured.items()}
+        static = f"{nginx.url}/big.bin"
+        shapes: dict[str, Shape] = {
+            "nginx": (nginx.pids, static, {}, big_size),
+            "lapse": (lapse.server.pids, big_url, {}, big_size),
+            "nginx_ranged": (nginx.pids, static, ranged, big_size - half),
+            "lapse_ranged": (lapse.server.pids, big_url, {**ranged, "Lapse-Grant": grant}, big_size - half),
+        }
+        results |= measure_streams(args, shapes)
 
         print("upload …", file=sys.stderr)
         up = files["upload"]
@@ -496,7 +493,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         )
         lapse.close()
         hello.stop()
-        results |= run_accel(args, root, files)
+        results |= run_accel(args, root, files, nginx)
 
         if not args.skip_granian and (BIN / "granian").exists():  # the same app, data and links under granian
             print("granian …", file=sys.stderr)
@@ -514,9 +511,13 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             results["granian_redeem_unlimited"] = load(moved(unlimited_url), args)
             ghello.stop()
             pids = glapse.server.pids
-            measure_streams(results, args, "granian", pids, moved(big_url), {}, big_size)
-            measure_streams(
-                results, args, "granian_ranged", pids, moved(big_url), {**ranged, "Lapse-Grant": grant}, big_size - half
+            granted = {**ranged, "Lapse-Grant": grant}
+            results |= measure_streams(
+                args,
+                {
+                    "granian": (pids, moved(big_url), {}, big_size),
+                    "granian_ranged": (pids, moved(big_url), granted, big_size - half),
+                },
             )
             glapse.close()
 
@@ -795,7 +796,7 @@ def accel_rows(r: dict[str, Any], target: Callable[..., str]) -> list[tuple[str,
     k = r["exact_k_accel"]
     rows.append(("accel: exact-k under load", f"50 GETs → {k['codes']}", "", "OK" if k["ok"] else "BROKEN"))
     for count in (1, 4):
-        n, a, ar = r[f"stream{count}_nginx"], r[f"stream{count}_accel"], r[f"stream{count}_accel_ranged"]
+        n, a, ar = r[f"stream{count}_accel_nginx"], r[f"stream{count}_accel"], r[f"stream{count}_accel_ranged"]
         rows.append(
             (
                 f"accel: {count} stream(s) 256 MiB",
@@ -816,7 +817,7 @@ def accel_rows(r: dict[str, Any], target: Callable[..., str]) -> list[tuple[str,
                 else f"{ratio(ar['mib_s'], a['mib_s']):.2f}× full",
             )
         )
-    n4, a4 = r["stream4_nginx"], r["stream4_accel"]
+    n4, a4 = r["stream4_accel_nginx"], r["stream4_accel"]
     rows.append(
         (
             "CPU per GiB, 4 streams, accel / nginx",
@@ -844,7 +845,10 @@ def only_accel_table(r: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         ("nginx static 1 KiB", fmt(r["nginx_1k"]["rps"], " req/s"), fmt(r["nginx_1k"]["p99_ms"], " ms", 1), ""),
     ]
     for count in (1, 4):
-        for key, label in ((f"stream{count}_nginx", "256 MiB"), (f"stream{count}_nginx_ranged", "ranged 2nd half")):
+        for key, label in (
+            (f"stream{count}_accel_nginx", "256 MiB"),
+            (f"stream{count}_accel_nginx_ranged", "ranged 2nd half"),
+        ):
             rows.append(
                 (
                     f"nginx static: {count} stream(s) {label}",

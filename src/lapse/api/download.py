@@ -239,7 +239,7 @@ async def _send(
         return _bytes_response(opened, headers | _link_status_headers(target), ranges, head=True, file=None)
     # Opened before counting: a download is never spent on bytes that cannot be read (fail closed), and the open
     # file is what gets sent, even if the blob is unlinked meanwhile.
-    file = None if _sent_from_memory(opened, ranges) else await _open_blob(runtime, opened.path)
+    file = None if _body_in_memory(opened, ranges) is not None else await _open_blob(runtime, opened.path)
     try:
         if not target.granted:
             await redemption.redeem_with(runtime.redeemer, target=target, now=now)
@@ -264,8 +264,9 @@ async def _send(
             file.close()
 
 
-def _sent_from_memory(opened: _Opened, ranges: list[tuple[int, int]] | None) -> bool:
-    return opened.small_body is not None and (ranges is None or len(ranges) == 1)
+def _body_in_memory(opened: _Opened, ranges: list[tuple[int, int]] | None) -> bytes | None:
+    """The small file's bytes when they answer the request in one message (whole, or one range), else None."""
+    return opened.small_body if ranges is None or len(ranges) == 1 else None
 
 
 async def _open_blob(runtime: Runtime, path: Path) -> BinaryIO:
@@ -283,8 +284,9 @@ def _bytes_response(
     head: bool,
     file: BinaryIO | None,
 ) -> Response:
-    if opened.small_body is not None and _sent_from_memory(opened, ranges):
-        return SmallFileResponse(opened.small_body, headers=headers, span=ranges[0] if ranges else None, head=head)
+    body = _body_in_memory(opened, ranges)
+    if body is not None:
+        return SmallFileResponse(body, headers=headers, span=ranges[0] if ranges else None, head=head)
     return JudgedFileResponse(opened.path, file, headers=headers, stat=opened.stat, ranges=ranges)
 
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,10 +35,18 @@ class LapseApp(FastAPI):
             await super().__call__(scope, passed_on, send)
 
 
-def create_app(settings: Settings, *, sweep: bool = True) -> LapseApp:
+def create_app(settings: Settings, *, sweep: bool = True, freeze_heap: bool = False) -> LapseApp:
+    """`freeze_heap`: for a server process (`app_from_env`), see `lifespan`."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, object]]:
         async with open_runtime(settings) as runtime:
+            if freeze_heap:
+                # What exists now (modules, the app, the runtime) lives as long as the process: frozen, the cycle
+                # collector's full passes skip it. Each pass over it stalled the event loop 70-80 ms under load
+                # (create-link p99 ~77 ms; 16 ms frozen, and +4-7% req/s). Not for tests: their many apps would
+                # never be collected.
+                gc.freeze()
             task = None
             if sweep:
                 task = asyncio.create_task(
@@ -69,4 +78,4 @@ def create_app(settings: Settings, *, sweep: bool = True) -> LapseApp:
 
 
 def app_from_env() -> LapseApp:
-    return create_app(Settings())
+    return create_app(Settings(), freeze_heap=True)

@@ -44,7 +44,7 @@ def create_app(settings: Settings, *, sweep: bool = True, freeze_heap: bool = Fa
             if freeze_heap:
                 # What exists now (modules, the app, the runtime) lives as long as the process: frozen, the cycle
                 # collector's full passes skip it. Each pass over it stalled the event loop 70-80 ms under load
-                # (create-link p99 ~77 ms; 16 ms frozen, and +4-7% req/s). Not for tests: their many apps would
+                # (create-link p99 ~77 ms; 16-18 ms frozen, and +2-6% req/s). Not for tests: their many apps would
                 # never be collected.
                 gc.freeze()
             task = None

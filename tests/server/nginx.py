@@ -11,8 +11,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from tests.server.process import LapseServer, free_port
@@ -122,5 +122,37 @@ class Nginx:
                 return uris
             time.sleep(0.02)
 
+    def worker_pid(self) -> int:
+        """The one worker's pid (worker_processes 1): the process that talks to clients."""
+        assert self.process is not None, "not running"
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        assert len(children) == 1, children
+        return int(children[0])
+
+    @contextmanager
+    def tracing(self, syscalls: str) -> Iterator[Callable[[], list[str]]]:
+        """strace the worker's `syscalls` (strace's `-e trace=` list) inside the block; the callable gives the
+        traced lines once the block is done."""
+        strace = shutil.which("strace")
+        assert strace is not None, "strace is not on PATH (.ci/run installs it)"
+        worker = self.worker_pid()
+        out = self.root / f"strace-{time.monotonic_ns()}.txt"
+        tracer = subprocess.Popen([strace, "-qq", "-e", f"trace={syscalls}", "-o", str(out), "-p", str(worker)])
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while not _traced(worker):  # strace has attached once the worker's TracerPid is set
+                assert tracer.poll() is None, f"strace exited with {tracer.returncode}"
+                assert time.monotonic() < deadline, "strace did not attach"
+                time.sleep(0.01)
+            yield lambda: out.read_text().splitlines()
+        finally:
+            tracer.send_signal(signal.SIGINT)  # detaches, leaving the worker running
+            tracer.wait(10)
+
     def logs(self) -> str:
         return self.error_log.read_text(errors="replace") if self.error_log.exists() else "(no error log)"
+
+
+def _traced(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return any(line.split()[1:] != ["0"] for line in status.splitlines() if line.startswith("TracerPid:"))

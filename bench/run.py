@@ -334,7 +334,7 @@ def measure_streams(args: argparse.Namespace, shapes: dict[str, Shape]) -> dict[
             label: functools.partial(at_once, pids, url, headers=headers, expect=expect)
             for label, (pids, url, headers, expect) in shapes.items()
         }
-        measured = alternate(args.runs, measures)
+        measured = alternate(args.stream_runs, measures)
         results |= {f"stream{count}_{label}": figures for label, figures in measured.items()}
     return results
 
@@ -896,6 +896,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration of each run")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--stream-runs",
+        type=int,
+        default=7,
+        help="rounds of every stream shape: four 256 MiB streams last ~0.3 s, and one scheduling hiccup moves such"
+        " a sample by 10 %%, so these take more rounds than the wrk runs (they cost ~1 s a round)",
+    )
     parser.add_argument("--big-mib", type=int, default=256)
     parser.add_argument("--upload-mib", type=int, default=1024)
     parser.add_argument("--skip-granian", action="store_true", help="skip the extra run under granian")
@@ -913,7 +920,8 @@ def main() -> None:
     text, targets = (only_accel_table if args.only_accel else table)(results)
     cpu = platform.processor() or platform.machine()
     machine = f"{platform.node()}: {os.cpu_count()} CPUs, {cpu}, Python {platform.python_version()}"
-    print(f"\n{machine}; wrk -t1 -c{args.connections} -d{args.seconds}s × {args.runs}\n")
+    rounds = f"wrk -t1 -c{args.connections} -d{args.seconds}s × {args.runs}, streams × {args.stream_runs}"
+    print(f"\n{machine}; {rounds}\n")
     print(text)
     print(f"\n{time.monotonic() - started:.0f} s")
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,10 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def size_label(mib: int) -> str:
+    return f"{mib // 1024} GiB" if mib % 1024 == 0 else f"{mib} MiB"
+
+
 def fmt(stats: dict[str, float], unit: str = "", digits: int = 0) -> str:
     m, lo, hi = stats["median"], stats["min"], stats["max"]
     return f"{m:,.{digits}f}{unit} ({lo:,.{digits}f}–{hi:,.{digits}f})"
@@ -580,6 +584,7 @@ def table(r: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         targets[name] = {"value": round(value, 3), "goal": goal, "met": met}
         return f"{value:.2f}× ({'≤' if at_most else '≥'} {goal}) {'MET' if met else 'NOT MET'}"
 
+    big, upload = r["sizes"]["big"], r["sizes"]["upload"]
     hello = r["hello"]["rps"]
     rows.append(("hello world (uvicorn, 1 worker)", fmt(hello, " req/s"), fmt(r["hello"]["p99_ms"], " ms", 1), "1.00×"))
     rows.append(
@@ -650,11 +655,11 @@ def table(r: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         n, lp = r[f"stream{count}_nginx"], r[f"stream{count}_lapse"]
         nr, lr = r[f"stream{count}_nginx_ranged"], r[f"stream{count}_lapse_ranged"]
         rows.append(
-            (f"{count} stream(s) 256 MiB, nginx", fmt(n["mib_s"], " MiB/s"), fmt(n["cpu_s_per_gib"], " s/GiB", 2), "")
+            (f"{count} stream(s) {big}, nginx", fmt(n["mib_s"], " MiB/s"), fmt(n["cpu_s_per_gib"], " s/GiB", 2), "")
         )
         rows.append(
             (
-                f"{count} stream(s) 256 MiB, Lapse",
+                f"{count} stream(s) {big}, Lapse",
                 fmt(lp["mib_s"], " MiB/s"),
                 fmt(lp["cpu_s_per_gib"], " s/GiB", 2),
                 target(f"P2 {count}-stream / nginx", ratio(lp["mib_s"], n["mib_s"]), 0.8)
@@ -703,7 +708,7 @@ def table(r: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             n, gp, gr = r[f"stream{count}_nginx"], r[f"stream{count}_granian"], r[f"stream{count}_granian_ranged"]
             rows.append(
                 (
-                    f"{count} stream(s) 256 MiB, Lapse (granian)",
+                    f"{count} stream(s) {big}, Lapse (granian)",
                     fmt(gp["mib_s"], " MiB/s"),
                     fmt(gp["cpu_s_per_gib"], " s/GiB", 2),
                     target(f"P2 {count}-stream / nginx (granian)", ratio(gp["mib_s"], n["mib_s"]), 0.8)
@@ -766,10 +771,10 @@ def table(r: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     targets["P3 RSS growth MiB"] = {"value": round(growth, 1), "goal": 10, "met": growth < 10}
     ul, un = r["upload_lapse"], r["upload_nginx_dav"]
     if "upload_disk_fsync" in r:
-        rows.append(("upload 1 GiB, disk: dd conv=fsync", fmt(r["upload_disk_fsync"]["mib_s"], " MiB/s"), "", ""))
+        rows.append((f"upload {upload}, disk: dd conv=fsync", fmt(r["upload_disk_fsync"]["mib_s"], " MiB/s"), "", ""))
     rows.append(
         (
-            "upload 1 GiB, nginx dav PUT (no fsync)",
+            f"upload {upload}, nginx dav PUT (no fsync)",
             fmt(un["mib_s"], " MiB/s"),
             f"peak {un['rss_peak_mib']['median']:.0f} MiB",
             "",
@@ -777,7 +782,7 @@ def table(r: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     )
     rows.append(
         (
-            "upload 1 GiB, Lapse PUT (fsync)",
+            f"upload {upload}, Lapse PUT (fsync)",
             fmt(ul["mib_s"], " MiB/s"),
             f"peak {ul['rss_peak_mib']['median']:.0f} MiB",
             target("P4 upload / nginx", ratio(ul["mib_s"], un["mib_s"]), 0.5),
@@ -788,7 +793,7 @@ def table(r: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         rows.append(("Lapse upload / durable disk copy", "", "", f"{disk:.2f}×"))
     if "upload_sha256_alone" in r:
         sha = r["upload_sha256_alone"]["mib_s"]
-        rows.append(("1 GiB through sha256 alone (hashlib)", fmt(sha, " MiB/s"), "", ""))
+        rows.append((f"{upload} through sha256 alone (hashlib)", fmt(sha, " MiB/s"), "", ""))
         rows.append(("Lapse upload / sha256 alone", "", "", f"{ratio(ul['mib_s'], sha):.2f}×"))
 
     if "accel_redeem_limited" in r:
@@ -820,7 +825,7 @@ def accel_rows(r: dict[str, Any], target: Callable[..., str]) -> list[tuple[str,
         n, a, ar = r[f"stream{count}_accel_nginx"], r[f"stream{count}_accel"], r[f"stream{count}_accel_ranged"]
         rows.append(
             (
-                f"accel: {count} stream(s) 256 MiB",
+                f"accel: {count} stream(s) {r['sizes']['big']}",
                 fmt(a["mib_s"], " MiB/s"),
                 fmt(a["cpu_s_per_gib"], " s/GiB", 2),
                 target(f"P2 {count}-stream accel / nginx", ratio(a["mib_s"], n["mib_s"]), 0.95)
@@ -867,7 +872,7 @@ def only_accel_table(r: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     ]
     for count in (1, 4):
         for key, label in (
-            (f"stream{count}_accel_nginx", "256 MiB"),
+            (f"stream{count}_accel_nginx", r["sizes"]["big"]),
             (f"stream{count}_accel_nginx_ranged", "ranged 2nd half"),
         ):
             rows.append(
@@ -917,6 +922,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lapse-bench-") as tmp:
         Path(tmp).chmod(0o755)  # nginx's worker reads the static files; nothing secret in here
         results = (run_only_accel if args.only_accel else run)(args, Path(tmp))
+    results["sizes"] = {"big": size_label(args.big_mib), "upload": size_label(args.upload_mib)}
     text, targets = (only_accel_table if args.only_accel else table)(results)
     cpu = platform.processor() or platform.machine()
     machine = f"{platform.node()}: {os.cpu_count()} CPUs, {cpu}, Python {platform.python_version()}"

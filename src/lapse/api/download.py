@@ -125,8 +125,20 @@ async def download(token: str, request: Request) -> Response:
     client = request.client.host if request.client else "unknown"
     await redemption.check_password(target=target, password=password, limiter=runtime.limiter, client=client)
 
+    try:
+        return await _judge_and_send(request, runtime, target, token=token, now=now)
+    except Unavailable:
+        # The bytes could not be opened. When that is because the file was deleted since its link was read (a
+        # DELETE racing this download), the link answers 410 now, as it will on the next try; else it stays 503.
+        await _resolve(request, runtime, token, now)
+        raise
+
+
+async def _judge_and_send(request: Request, runtime: Runtime, target: Target, *, token: str, now: datetime) -> Response:
+    """The route's answer for a link it may serve: judged against the file's preconditions and Range, then sent."""
     opened = await _open(runtime, target)
     # A POST answers like a GET; preconditions and Range are judged for the GET it stands for.
+    method = request.method
     decision = serving.evaluate("GET" if method == "POST" else method, request.headers, opened.rep)
     match decision:
         case serving.PreconditionFailed():

@@ -13,6 +13,7 @@ from lapse.api import download
 from lapse.db.base import utc_now
 from lapse.db.models import Link
 from lapse.db.session import transaction
+from lapse.links import redemption
 from lapse.runtime import Runtime
 from tests.helpers import ApiClient
 
@@ -391,13 +392,13 @@ async def test_a_file_deleted_while_its_download_is_judged_is_410_not_503(
     next request, not a storage outage (503 with Retry-After, which tells the client to come back for nothing)."""
     large = os.urandom(download.SMALL_FILE + 1)  # not kept in memory: its blob is opened, and is gone by then
     link = await alice.share(large, password="pw")  # a password link takes the route, never the fast path
-    check_password = download.redemption.check_password
+    check_password = redemption.check_password
 
     async def check_then_delete(**kwargs: Any) -> None:
         await check_password(**kwargs)
         assert (await alice.request("DELETE", f"/api/v1/files/{link['file_id']}")).status_code == 204
 
-    monkeypatch.setattr(download.redemption, "check_password", check_then_delete)
+    monkeypatch.setattr(redemption, "check_password", check_then_delete)  # as the route calls it
     response = await http.post(link["path"], data={"password": "pw"})
     assert response.status_code == 410, response.text
     assert response.json()["reason"] == "file_deleted"

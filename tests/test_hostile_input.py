@@ -1,5 +1,6 @@
 """Hostile bytes in cookies, headers, forms and query strings get a 4xx, never a 500 (found in review)."""
 
+import base64
 import logging
 import os
 import time
@@ -45,6 +46,67 @@ async def test_cursor_without_zone_is_400(alice: ApiClient) -> None:
     naive = "WyIyMDIwLTAxLTAxVDAwOjAwOjAwIiwieCJd"  # ["2020-01-01T00:00:00","x"]
     assert (await alice.request("GET", "/api/v1/files", params={"cursor": naive})).status_code == 400
     assert (await alice.request("GET", "/api/v1/links", params={"cursor": naive})).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        '["0001-01-01T00:00:00+05:00","x"]',  # before year 1 in UTC
+        '["9999-12-31T23:59:59-05:00","x"]',  # after year 9999 in UTC
+    ],
+)
+async def test_cursor_whose_instant_utc_cannot_hold_is_400(alice: ApiClient, cursor: str) -> None:
+    encoded = base64.urlsafe_b64encode(cursor.encode()).rstrip(b"=").decode()
+    for path in ("/api/v1/files", "/api/v1/links"):
+        response = await alice.request("GET", path, params={"cursor": encoded})
+        assert response.status_code == 400, (path, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("header", ["if-modified-since", "if-unmodified-since"])
+async def test_a_date_past_any_calendar_is_ignored(alice: ApiClient, http: httpx.AsyncClient, header: str) -> None:
+    """RFC 9110 §13.1.3/§13.1.4: an invalid date is ignored — not a 500 from the year overflowing datetime."""
+    link = await alice.share(b"x" * 10)
+    far = {header: "Mon, 01 Jan 99999999999999999999 00:00:00 GMT"}
+    head = await http.head(link["path"], headers=far)
+    assert head.status_code == 200
+    got = await http.get(link["path"], headers=far)
+    assert (got.status_code, got.content) == (200, b"x" * 10)
+
+
+async def test_non_ascii_basic_credentials_are_no_credentials(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    plain = await alice.share(b"open", max_downloads=5)
+    guarded = await alice.share(b"closed", password="pw")
+    hostile = {b"authorization": b"Basic \xff\xfe"}
+    assert (await http.get(plain["path"], headers=hostile)).content == b"open"
+    assert (await http.get(guarded["path"], headers=hostile)).status_code == 401
+
+
+async def test_a_json_password_no_utf8_can_hold_is_400(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    """JSON can carry a lone surrogate; no password set through the API holds one (argon2 hashes UTF-8)."""
+    link = await alice.share(b"closed", password="pw")
+    response = await http.post(
+        link["path"], content=b'{"password": "\\ud800"}', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert (await http.post(link["path"], json={"password": "pw"})).content == b"closed"
+
+
+async def test_raw_upload_with_link_terms_that_cannot_be_is_422_before_storing(
+    alice: ApiClient, runtime: Runtime
+) -> None:
+    before = stored_files(runtime.settings.data_dir / "blobs")
+    response = await alice.request(
+        "PUT",
+        "/api/v1/files/both.txt",
+        params={"expires_in": 10, "expires_at": "2030-01-01T00:00:00Z"},
+        content=b"never stored",
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert (await alice.request("GET", "/api/v1/files")).json()["items"] == []
+    assert stored_files(runtime.settings.data_dir / "blobs") == before  # not even an orphan for the sweeper
 
 
 async def test_patch_to_year_one_expires_the_link(alice: ApiClient, http: httpx.AsyncClient) -> None:

@@ -3,7 +3,7 @@
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, or_
@@ -26,10 +26,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, row_id = json.loads(raw)
         created_at = datetime.fromisoformat(created)
-    except (ValueError, TypeError, binascii.Error, RecursionError) as exc:
+        if created_at.tzinfo is None:  # ours always carry one; a naive one was made up
+            raise invalid
+        created_at = created_at.astimezone(UTC)  # as stored; an instant UTC cannot hold (year 1 at +05:00) overflows
+    except (ValueError, TypeError, OverflowError, binascii.Error, RecursionError) as exc:
         raise invalid from exc
-    if created_at.tzinfo is None:  # ours always carry one; a naive one was made up
-        raise invalid
     return created_at, str(row_id)
 
 

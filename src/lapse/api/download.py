@@ -5,7 +5,6 @@ Order matters, and every step before `redeem` is free: resolve (404/410) → pre
 """
 
 import base64
-import binascii
 import json
 import os
 from dataclasses import dataclass
@@ -51,7 +50,7 @@ def _basic_password(request: Request) -> str | None:
         return None
     try:
         return base64.b64decode(credentials.strip(), validate=True).decode().partition(":")[2] or None
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text, which b64decode refuses
         return None
 
 
@@ -65,9 +64,12 @@ async def _posted_password(request: Request) -> str | None:
     try:
         if content_type == "application/json":
             value = json.loads(body or b"{}").get("password")
-            return value if isinstance(value, str) else None
+            if isinstance(value, str):
+                value.encode()  # JSON can carry a lone surrogate, which no UTF-8 password holds: bad input
+                return value
+            return None
         return parse_qs(body.decode(), max_num_fields=8).get("password", [None])[0]
-    except (ValueError, AttributeError, UnicodeDecodeError, RecursionError) as exc:  # deep JSON nesting too
+    except (ValueError, AttributeError, RecursionError) as exc:  # Unicode errors are ValueErrors; deep nesting too
         raise InvalidInput("Send the password as a form field or JSON `password`.") from exc
 
 

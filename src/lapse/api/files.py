@@ -3,7 +3,8 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import AwareDatetime
+from fastapi.exceptions import RequestValidationError
+from pydantic import AwareDatetime, ValidationError
 from starlette.convertors import Convertor, register_url_convertor
 
 from lapse.api.deps import OwnerDep, RuntimeDep, SessionDep, public_base_url
@@ -79,6 +80,7 @@ async def upload_raw(
     mints a link and answers with its `url`."""
     max_size = runtime.settings.max_upload_size
     _reject_declared_oversize(request, max_size)
+    terms = _link_terms(expires_in=expires_in, expires_at=expires_at, max_downloads=max_downloads, note=note)
     file = await files_service.upload(
         session,
         storage=runtime.storage,
@@ -89,20 +91,32 @@ async def upload_raw(
         max_size=max_size,
     )
     answer = FileUploaded.model_validate(file)
-    if expires_in is not None or expires_at is not None or max_downloads is not None:
-        data = LinkCreate(expires_in=expires_in, expires_at=expires_at, max_downloads=max_downloads, note=note)
+    if terms is not None:
         now = utc_now()
         link, token = await links_service.create_link(
             session,
             owner=owner,
             file_id=file.id,
-            data=data,
+            data=terms,
             policy=runtime.expiry,
             secret=runtime.secret,
             now=now,
         )
         answer.link = links_service.describe(link, now=now, base_url=public_base_url(request, runtime), token=token)
     return answer
+
+
+def _link_terms(
+    *, expires_in: int | None, expires_at: AwareDatetime | None, max_downloads: int | None, note: str | None
+) -> LinkCreate | None:
+    """The link a raw upload asks for, if any — judged before the body is read: terms that cannot make a link
+    (both expiries, say) are a 422 before a byte is stored, not a failure after the whole upload."""
+    if expires_in is None and expires_at is None and max_downloads is None:
+        return None
+    try:
+        return LinkCreate(expires_in=expires_in, expires_at=expires_at, max_downloads=max_downloads, note=note)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
 
 
 @router.get("", responses=responses(400, 401, 422, 503))

@@ -121,7 +121,7 @@ def _weak_match(header: str, etag: str) -> bool:
 def _parse_date(value: str) -> datetime | None:
     try:
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # a year past datetime's range overflows
         return None
     return parsed if parsed.tzinfo is not None else None
 

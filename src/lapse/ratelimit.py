@@ -11,6 +11,12 @@ from datetime import timedelta
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from lapse.errors import Unavailable
+
+# Redis away: no attempt can be counted, so no password is checked (fail closed, DESIGN §2.3): 503, not 500.
+_REDIS_AWAY = "Password checks are not available right now."
 
 
 class RateLimiter(Protocol):
@@ -81,12 +87,15 @@ class RedisRateLimiter:
         names = [f"lapse:{key}" for key in keys]
         # One MULTI/EXEC: the count each INCR returns is this attempt's own place in the window, whatever other
         # workers do at the same moment; EXPIRE NX starts the window at the first attempt and never extends it.
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for name in names:
-                pipe.incr(name)
-                pipe.expire(name, self.window, nx=True)
-                pipe.ttl(name)
-            replies = await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for name in names:
+                    pipe.incr(name)
+                    pipe.expire(name, self.window, nx=True)
+                    pipe.ttl(name)
+                replies = await pipe.execute()
+        except RedisError as exc:
+            raise Unavailable(_REDIS_AWAY) from exc
         counts, ttls = replies[0::3], replies[2::3]
         waits = [max(int(ttl), 1) for count, ttl in zip(counts, ttls, strict=True) if int(count) > self.attempts]
         if not waits:
@@ -95,7 +104,10 @@ class RedisRateLimiter:
         return max(waits)
 
     async def refund(self, *keys: str) -> None:
-        await self._refund(keys=[f"lapse:{key}" for key in keys])
+        try:
+            await self._refund(keys=[f"lapse:{key}" for key in keys])
+        except RedisError as exc:
+            raise Unavailable(_REDIS_AWAY) from exc
 
     async def aclose(self) -> None:
         await self.redis.aclose()

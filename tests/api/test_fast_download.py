@@ -8,8 +8,11 @@ import httpx
 import pytest
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from lapse.api import download, fast_download
+from lapse.links import redemption
+from lapse.middleware import DEFAULT_HEADER_FIELDS
 from tests.api.test_download import downloads_of
 from tests.helpers import ApiClient
 
@@ -119,5 +122,29 @@ async def test_a_bug_on_the_fast_path_is_a_problem_500_and_counts_nothing(
     response = await http.get(link["path"])
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-content-type-options"] == "nosniff"  # answered in front of DefaultHeadersMiddleware
+    assert response.headers["cache-control"] == "no-store"
+    assert "a bug" not in response.text
+    assert await downloads_of(alice, link) == 0
+
+
+async def test_a_bug_behind_the_routes_is_a_problem_500_with_the_security_headers(
+    alice: ApiClient, app: ASGIApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Starlette's ServerErrorMiddleware answers it, outside DefaultHeadersMiddleware."""
+    link = await alice.share(BODY, password="pw")  # a password link: answered by the route
+
+    async def broken(**kwargs: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(redemption, "check_password", broken)
+    # ServerErrorMiddleware re-raises after answering, for the server to log: a server's view, not the test's.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.post(link["path"], data={"password": "pw"})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    for name, value in DEFAULT_HEADER_FIELDS.items():
+        assert response.headers[name] == value
     assert "a bug" not in response.text
     assert await downloads_of(alice, link) == 0

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from lapse.api.download import serve_common_case
-from lapse.api.problems import problem
+from lapse.api.problems import unexpected
 from lapse.middleware import TrustedProxies, app_path
 from lapse.tokens import looks_like_token
 
@@ -32,7 +32,7 @@ async def respond(work: Awaitable[Response | None]) -> Response | None:
         return await work
     except Exception as exc:
         logger.exception("request.failed", exc_info=exc)
-        return problem(500, "Something went wrong on our side.")
+        return unexpected()
 
 
 def _token(scope: Scope) -> str | None:

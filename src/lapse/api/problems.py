@@ -14,6 +14,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
 from lapse import errors
+from lapse.middleware import DEFAULT_HEADER_FIELDS
 
 logger = logging.getLogger("lapse")
 
@@ -40,6 +41,12 @@ def problem(status: int, detail: str | None = None, *, headers: dict[str, str] |
         media_type=PROBLEM_JSON,
         headers={**NO_STORE, **(headers or {})},
     )
+
+
+def unexpected() -> Response:
+    """The answer to a bug. It leaves outside DefaultHeadersMiddleware (from Starlette's ServerErrorMiddleware, or
+    in front of the framework on the fast paths), so it brings the security headers every answer carries."""
+    return problem(500, "Something went wrong on our side.", headers=DEFAULT_HEADER_FIELDS)
 
 
 def problem_for(exc: errors.LapseError) -> Response:
@@ -120,7 +127,7 @@ def install(app: FastAPI) -> None:
 
     async def on_unexpected(_: Request, exc: Exception) -> Response:
         logger.exception("request.failed", exc_info=exc)
-        return problem(500, "Something went wrong on our side.")
+        return unexpected()
 
     app.add_exception_handler(errors.LapseError, on_lapse_error)
     app.add_exception_handler(HTTPException, on_http_error)

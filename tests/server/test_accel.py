@@ -281,6 +281,15 @@ async def test_the_blob_location_is_not_reachable_from_outside(proxied: Proxied)
             assert data not in response.content
 
 
+async def test_metrics_are_not_served_to_the_public_side(proxied: Proxied) -> None:
+    async with fresh_client(proxied.url) as client:
+        assert (await client.get("/metrics")).status_code == 404
+    async with fresh_client(proxied.lapse.url) as client:  # what Prometheus scrapes
+        response = await client.get("/metrics")
+        assert response.status_code == 200
+        assert "lapse_downloads_total" in response.text
+
+
 async def test_exactly_k_full_bodies_through_nginx(proxied: Proxied) -> None:
     link = await shared_file(proxied, max_downloads=3)
     path = httpx.URL(link["url"]).path

@@ -1,8 +1,9 @@
-"""/healthz (the process is up) and /readyz (the database and the storage answer)."""
+"""/healthz (the process is up), /readyz (the database and the storage answer), /metrics (Prometheus)."""
 
 from fastapi import APIRouter, Response
 from sqlalchemy import text
 
+from lapse import metrics
 from lapse.api.deps import RuntimeDep
 from lapse.api.problems import problem, responses
 from lapse.errors import Unavailable
@@ -27,3 +28,10 @@ async def readyz(runtime: RuntimeDep) -> Response | dict[str, str]:
     except Unavailable:
         return problem(503, "The storage is not writable.", headers={"Retry-After": "5"})
     return {"status": "ready"}
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+async def prometheus_metrics() -> Response:
+    """Counters in Prometheus's text format, summed over every worker (lapse.metrics)."""
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)

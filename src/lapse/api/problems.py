@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
-from lapse import errors
+from lapse import errors, metrics
 from lapse.middleware import DEFAULT_HEADER_FIELDS
 
 logger = logging.getLogger("lapse")
@@ -100,6 +100,8 @@ UNAVAILABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.Tim
 def install(app: FastAPI) -> None:
     async def on_lapse_error(request: Request, exc: Exception) -> Response:
         error = cast(errors.LapseError, exc)
+        if isinstance(error, errors.Unavailable) and not isinstance(error, errors.InsufficientStorage):  # 503s
+            metrics.UNAVAILABLE.inc()
         render: ErrorPages | None = getattr(request.app.state, "error_pages", None)
         if render is not None and (page := await render(request, error)) is not None:
             return page
@@ -120,6 +122,7 @@ def install(app: FastAPI) -> None:
 
     async def on_unavailable(_: Request, exc: Exception) -> Response:
         logger.warning("backend.unavailable", extra={"error": repr(exc)})
+        metrics.UNAVAILABLE.inc()
         return problem(503, "The service is temporarily unavailable.", headers={"Retry-After": "5"})
 
     async def on_disconnect(_: Request, __: Exception) -> Response:

@@ -4,7 +4,12 @@ The heavy imports (uvicorn, SQLAlchemy, Alembic) live inside the commands, so th
 same `lapse` program start in a fraction of the time and memory.
 """
 
+import contextlib
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -43,18 +48,37 @@ def serve(
 
     if (key := run_with_runtime(settings, first_key)) is not None:
         err.print(f"[bold]First start: created an admin API key. It is shown only this once:[/]\n\n    {key}\n")
-    uvicorn.run(
-        "lapse.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=None if reload else workers,
-        reload=reload,
-        proxy_headers=False,  # lapse.middleware.ProxyHeadersMiddleware honours LAPSE_TRUSTED_PROXIES instead
-        server_header=False,
-        http="lapse.zerocopy:ZeroCopyHttpToolsProtocol",  # uvicorn's httptools protocol + zero-copy file sends
-        log_level=settings.log_level,
-    )
+    with _shared_metrics(1 if reload else workers):
+        uvicorn.run(
+            "lapse.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=None if reload else workers,
+            reload=reload,
+            proxy_headers=False,  # lapse.middleware.ProxyHeadersMiddleware honours LAPSE_TRUSTED_PROXIES instead
+            server_header=False,
+            http="lapse.zerocopy:ZeroCopyHttpToolsProtocol",  # uvicorn's httptools protocol + zero-copy file sends
+            log_level=settings.log_level,
+        )
+
+
+@contextlib.contextmanager
+def _shared_metrics(workers: int) -> Iterator[None]:
+    """Several workers: a fresh folder for their counters (lapse.metrics), named to them through the environment
+    they inherit — each scrape reaches one worker, which must report all of them. Removed when serving ends."""
+    from lapse.metrics import MULTIPROCESS_DIR
+
+    if workers == 1 or MULTIPROCESS_DIR in os.environ:  # one process counts in memory; an operator's own folder
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="lapse-metrics-")
+    os.environ[MULTIPROCESS_DIR] = folder
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROCESS_DIR]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @db_app.command("upgrade")

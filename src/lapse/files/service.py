@@ -6,6 +6,7 @@ from collections.abc import AsyncIterable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lapse import metrics
 from lapse.db.models import ApiKey, File
 from lapse.errors import NotFound
 from lapse.files.repository import FileRepository
@@ -58,7 +59,10 @@ async def upload(
         content_type=normalise_content_type(content_type, name),
         storage_key=blob.key,
     )
-    return await FileRepository(session).add(file)
+    added = await FileRepository(session).add(file)
+    metrics.UPLOADS.inc()
+    metrics.UPLOAD_BYTES.inc(blob.size)
+    return added
 
 
 async def get_file(session: AsyncSession, *, owner: ApiKey, file_id: str) -> File:

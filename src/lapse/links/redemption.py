@@ -13,6 +13,7 @@ import anyio.to_thread
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lapse import metrics
 from lapse.db.models import File, Link
 from lapse.errors import Gone, GoneReason, NotFound, PasswordRequired, RateLimited, Unavailable
 from lapse.links.recent import RecentLinks
@@ -121,6 +122,7 @@ async def _redeem(counter: _Counter, *, target: Target, now: datetime) -> None:
         downloads = await counter.redeem(target.link.id, now)
         if downloads is not None:
             target.link.downloads = downloads
+            metrics.DOWNLOADS.inc()
             return
         current = await counter.get_link(target.link.id)
         state = LinkState.FILE_DELETED if current is None else link_state(current, now)

@@ -9,6 +9,7 @@ import anyio.to_thread
 from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lapse import metrics
 from lapse.db.models import ApiKey, Link
 from lapse.errors import Gone, GoneReason, InvalidInput, NotFound
 from lapse.files import service as files_service
@@ -130,6 +131,7 @@ async def store_link(session: AsyncSession, *, owner: ApiKey, file_id: str, new:
     file = await files_service.get_file_to_link(session, owner=owner, file_id=file_id)
     link = Link(**new.row(file_id=file.id, owner_id=file.owner_id, now=now))
     await LinkRepository(session).add(link)
+    metrics.LINKS.inc()
     return link
 
 

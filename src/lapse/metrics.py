@@ -18,7 +18,7 @@ _MULTIPROCESS = MULTIPROCESS_DIR in os.environ
 DOWNLOADS = Counter("lapse_downloads", "Downloads counted, each committed before its bytes were sent.")
 UPLOADS = Counter("lapse_uploads", "Files stored.")
 UPLOAD_BYTES = Counter("lapse_upload_bytes", "Bytes of the files stored.")
-LINKS = Counter("lapse_links_created", "Links made.")
+LINKS = Counter("lapse_links", "Links made.")
 UNAVAILABLE = Counter("lapse_unavailable", "Requests answered 503: the database, storage or Redis was away.")
 
 

@@ -24,8 +24,8 @@ UNAVAILABLE = Counter("lapse_unavailable", "Requests answered 503: the database,
 
 def exposition() -> tuple[bytes, str]:
     """The text a scrape gets, and its content type."""
-    if _MULTIPROCESS:
+    registry = REGISTRY
+    if _MULTIPROCESS:  # every worker's files, read afresh for each scrape
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from lapse.runtime import Runtime
 from tests.helpers import ApiClient, stored_files
 
-pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
+pytestmark = pytest.mark.anyio
 
 
 async def counters(http: httpx.AsyncClient) -> dict[str, float]:

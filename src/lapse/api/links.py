@@ -4,7 +4,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from lapse import metrics
 from lapse.api.deps import OwnerDep, RuntimeDep, SessionDep, public_base_url
 from lapse.api.problems import responses
 from lapse.db.base import utc_now
@@ -30,7 +29,6 @@ async def mint_link(request: Request, runtime: Runtime, *, owner: ApiKey, file_i
     now = utc_now()
     new, token = await links_service.new_link(data, policy=runtime.expiry, secret=runtime.secret, now=now)
     link = await runtime.minter.mint(owner=owner, file_id=file_id, new=new, now=now)
-    metrics.LINKS.inc()
     return links_service.describe(link, now=now, base_url=public_base_url(request, runtime), token=token)
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lapse import metrics
 from lapse.db.models import ApiKey, Link
 from lapse.db.rows import loaded, to_sqlite
 from lapse.db.session import transaction
@@ -55,6 +56,7 @@ class SqliteMinter:
         row = await self.writer.run_sql(work)  # answered once the batch holding it has committed
         if row is None:
             raise files_service.no_such_file()
+        metrics.LINKS.inc()  # SessionMinter's is counted in links_service.store_link, as every other link is
         return loaded(Link, row)
 
 

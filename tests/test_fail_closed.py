@@ -11,12 +11,12 @@ from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 from starlette.types import Message
 
-from lapse.api import download
 from lapse.api.file_responses import JudgedFileResponse
 from lapse.app import create_app
 from lapse.links import redemption
 from lapse.settings import Settings
-from lapse.storage.small_cache import Opened
+from lapse.storage import local
+from lapse.storage.base import SMALL_BLOB, BlobStat
 from tests.helpers import ApiClient, stored_files
 
 pytestmark = pytest.mark.anyio
@@ -81,15 +81,15 @@ async def test_missing_bytes_refuse_before_counting(
 async def test_bytes_gone_after_their_stat_refuse_before_counting(
     alice: ApiClient, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    link = await alice.share(bytes(download.SMALL_FILE + 1), max_downloads=1)  # large: streamed from the file
-    looked_at = download._stat_and_read_small
+    link = await alice.share(bytes(SMALL_BLOB + 1), max_downloads=1)  # large: streamed from the file
+    looked_at = local._stat_and_read_small
 
-    def then_deleted(path: Path) -> Opened:  # a delete landing between the look at the file and the download
-        opened = looked_at(path)
+    def then_deleted(path: Path) -> BlobStat:  # the bytes removed between the look at the file and the download
+        stat = looked_at(path)
         path.unlink()
-        return opened
+        return stat
 
-    monkeypatch.setattr(download, "_stat_and_read_small", then_deleted)
+    monkeypatch.setattr(local, "_stat_and_read_small", then_deleted)
     response = await http.get(link["path"])
     assert response.status_code == 503
     assert "retry-after" in response.headers
@@ -108,16 +108,16 @@ async def test_the_file_checked_before_counting_is_the_one_sent(
     range_: str | None,
     expected: list[slice],
 ) -> None:
-    data = os.urandom(download.SMALL_FILE + 1)
+    data = os.urandom(SMALL_BLOB + 1)
     link = await alice.share(data, max_downloads=1)
-    redeem = redemption.redeem_with
+    redeem = redemption.redeem
 
     async def then_deleted(*args: Any, **kwargs: Any) -> None:  # the blob unlinked once the download is counted
         await redeem(*args, **kwargs)
         for blob in stored_files(settings.data_dir / "blobs"):
             blob.unlink()
 
-    monkeypatch.setattr(redemption, "redeem_with", then_deleted)
+    monkeypatch.setattr(redemption, "redeem", then_deleted)
     response = await http.get(link["path"], headers={"range": range_} if range_ else {})
     assert response.status_code == (200 if range_ is None else 206)
     for part in expected:
@@ -126,7 +126,7 @@ async def test_the_file_checked_before_counting_is_the_one_sent(
 
 async def test_a_server_offering_pathsend_is_sent_the_opened_file_not_the_path(tmp_path: Path) -> None:
     # granian offers `http.response.pathsend`: FileResponse would hand it the path, which the server reopens.
-    data = os.urandom(download.SMALL_FILE + 1)
+    data = os.urandom(SMALL_BLOB + 1)
     blob = tmp_path / "blob"
     blob.write_bytes(data)
     opened = blob.open("rb")

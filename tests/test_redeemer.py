@@ -2,7 +2,7 @@
 
 import asyncio
 import sqlite3
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,8 @@ from lapse.db.models import File, Link
 from lapse.db.rows import sqlite_datetime
 from lapse.db.session import transaction
 from lapse.errors import Unavailable
-from lapse.links.redeemer import AsyncpgRedeemer, SessionRedeemer, SqliteRedeemer
+from lapse.links.redeemer import AsyncpgRedeemer, SqliteRedeemer
+from lapse.links.repository import LinkRepository
 from lapse.runtime import Runtime
 from lapse.tokens import hash_secret
 from tests.helpers import ApiClient
@@ -58,10 +59,16 @@ async def test_find_after_the_file_is_deleted(alice: ApiClient, runtime: Runtime
 
 @pytest.mark.parametrize("flavour", ["raw", "session"])
 async def test_concurrent_redemptions_stop_at_exactly_k(alice: ApiClient, runtime: Runtime, flavour: str) -> None:
-    redeemer = runtime.redeemer if flavour == "raw" else SessionRedeemer(runtime.sessions)
+    """The same statement, on the raw connection and through the ORM (each redemption its own transaction)."""
+
+    async def in_a_session(link_id: str, now: datetime) -> int | None:
+        async with transaction(runtime.sessions) as session:
+            return await LinkRepository(session).redeem(link_id, now)
+
+    redeem = runtime.redeemer.redeem if flavour == "raw" else in_a_session
     link = await alice.share(b"hello", max_downloads=3)
     now = utc_now()
-    counts = await asyncio.gather(*(redeemer.redeem(link["id"], now) for _ in range(20)))
+    counts = await asyncio.gather(*(redeem(link["id"], now) for _ in range(20)))
     assert sorted(c for c in counts if c is not None) == [1, 2, 3]
     async with transaction(runtime.sessions) as session:
         stored = (await session.execute(select(Link).where(Link.id == link["id"]))).scalar_one()

@@ -1,22 +1,16 @@
 """A refused redemption whose re-read shows a live link (a PATCH raised the limit or moved the expiry between the
 UPDATE and the read) is tried again, then answered 503 (try again), never a 500 or a bogus 410."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lapse.db.base import utc_now
 from lapse.db.models import File, Link
-from lapse.db.session import transaction
 from lapse.errors import Gone, GoneReason, Unavailable
 from lapse.links import redemption
 from lapse.links.redeemer import Redeemer
-from lapse.links.repository import LinkRepository
 from lapse.runtime import Runtime
 from tests.helpers import ApiClient
 
@@ -69,7 +63,7 @@ async def test_a_refusal_of_a_live_link_is_tried_again(alice: ApiClient, runtime
     link = await alice.share(b"x", max_downloads=2)
     racing = LosesRaces(runtime.redeemer, refusals=redemption.REDEEM_TRIES - 1)
     target = await target_of(runtime, link)
-    await redemption.redeem_with(racing, target=target, now=utc_now())
+    await redemption.redeem(racing, target=target, now=utc_now())
     assert racing.attempts == redemption.REDEEM_TRIES
     assert target.link.downloads == 1
     assert await downloads_of(runtime, link) == 1
@@ -79,7 +73,7 @@ async def test_a_link_that_keeps_changing_is_unavailable_not_gone(alice: ApiClie
     link = await alice.share(b"x", max_downloads=2)
     racing = LosesRaces(runtime.redeemer, refusals=redemption.REDEEM_TRIES)
     with pytest.raises(Unavailable) as raised:
-        await redemption.redeem_with(racing, target=await target_of(runtime, link), now=utc_now())
+        await redemption.redeem(racing, target=await target_of(runtime, link), now=utc_now())
     assert raised.value.retry_after > 0
     assert racing.attempts == redemption.REDEEM_TRIES  # bounded
     assert await downloads_of(runtime, link) == 0
@@ -88,51 +82,9 @@ async def test_a_link_that_keeps_changing_is_unavailable_not_gone(alice: ApiClie
 async def test_a_dead_link_is_still_gone_at_once(alice: ApiClient, runtime: Runtime) -> None:
     link = await alice.share(b"x", max_downloads=1)
     target = await target_of(runtime, link)
-    await redemption.redeem_with(runtime.redeemer, target=target, now=utc_now())
+    await redemption.redeem(runtime.redeemer, target=target, now=utc_now())
     counting = LosesRaces(runtime.redeemer, refusals=0)
     with pytest.raises(Gone) as raised:
-        await redemption.redeem_with(counting, target=target, now=utc_now())
+        await redemption.redeem(counting, target=target, now=utc_now())
     assert raised.value.reason is GoneReason.EXHAUSTED
     assert counting.attempts == 1
-
-
-@contextmanager
-def limit_raised_after_first_refusal(engine: AsyncEngine, link_id: str) -> Iterator[None]:
-    """Right after the first redemption UPDATE, raise the link's limit on the same connection: what the re-read
-    sees when a PATCH commits between the two statements."""
-    fired = False
-
-    def after_cursor_execute(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        nonlocal fired
-        if not fired and statement.startswith("UPDATE links SET downloads"):
-            fired = True
-            connection.execute(update(Link).where(Link.id == link_id).values(max_downloads=2, exhausted_at=None))
-
-    event.listen(engine.sync_engine, "after_cursor_execute", after_cursor_execute)
-    try:
-        yield
-    finally:
-        event.remove(engine.sync_engine, "after_cursor_execute", after_cursor_execute)
-
-
-async def test_the_session_redemption_tries_again_too(alice: ApiClient, runtime: Runtime) -> None:
-    link = await alice.share(b"x", max_downloads=1)
-    await redemption.redeem_with(runtime.redeemer, target=await target_of(runtime, link), now=utc_now())
-    async with transaction(runtime.sessions) as session:
-        now = utc_now()
-        # An exhausted link resolves only with a grant; this one is here just to get the target past resolve.
-        grant = runtime.grants.sign(link["id"], now + timedelta(minutes=1))
-        token = link["path"].rsplit("/", 1)[1]
-        target = await redemption.resolve(
-            LinkRepository(session).find_by_token,
-            secret=runtime.secret,
-            signer=runtime.grants,
-            token=token,
-            grant=grant,
-            now=now,
-        )
-        target.granted = False
-        with limit_raised_after_first_refusal(runtime.engine, link["id"]):
-            await redemption.redeem(session, target=target, now=now)
-    assert target.link.downloads == 2
-    assert await downloads_of(runtime, link) == 2

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from starlette.datastructures import Headers
 
-from lapse.api import serving
-from lapse.api.serving import NotModified, PreconditionFailed, RangeNotSatisfiable, Send
+from lapse.delivery import serving
+from lapse.delivery.serving import NotModified, PreconditionFailed, RangeNotSatisfiable, Send
 
 REP = serving.Representation(etag='"abc"', last_modified=datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=UTC), size=100)
 

@@ -5,6 +5,7 @@ LapseError
 ├── Gone                   link expired, exhausted, revoked, or its file deleted (`reason` says which)
 ├── Unauthorized           missing, unknown or revoked API key
 ├── Forbidden              a key without admin rights asked for an admin action
+├── NotAllowed             a method this resource does not take here; `allow` lists those it does
 ├── PasswordRequired       password link without (or with a wrong) password
 ├── RateLimited            too many attempts; `retry_after` seconds
 ├── InvalidInput           a request the schema accepted but the rules do not
@@ -46,6 +47,12 @@ class Unauthorized(LapseError):
 
 class Forbidden(LapseError):
     pass
+
+
+class NotAllowed(LapseError):
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
 
 
 class PasswordRequired(LapseError):

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from starlette.datastructures import Headers
 
-from lapse.api import accel
+from lapse.delivery import accel
 from lapse.settings import Settings
 from tests.helpers import ApiClient, stored_files
 

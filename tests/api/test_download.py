@@ -9,12 +9,12 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from lapse.api import download
 from lapse.db.base import utc_now
 from lapse.db.models import Link
 from lapse.db.session import transaction
 from lapse.links import redemption
 from lapse.runtime import Runtime
+from lapse.storage.base import SMALL_BLOB
 from tests.helpers import ApiClient
 
 pytestmark = pytest.mark.anyio
@@ -390,7 +390,7 @@ async def test_a_file_deleted_while_its_download_is_judged_is_410_not_503(
 ) -> None:
     """A DELETE landing between reading the link and opening the file's bytes: the link is gone (410), as on the
     next request, not a storage outage (503 with Retry-After, which tells the client to come back for nothing)."""
-    large = os.urandom(download.SMALL_FILE + 1)  # not kept in memory: its blob is opened, and is gone by then
+    large = os.urandom(SMALL_BLOB + 1)  # not kept in memory: its blob is opened, and is gone by then
     link = await alice.share(large, password="pw")  # a password link takes the route, never the fast path
     check_password = redemption.check_password
 

@@ -1,17 +1,17 @@
-"""Files bigger than download.SMALL_FILE stream from disk; smaller ones go out in one message. Same answers."""
+"""Files bigger than SMALL_BLOB stream from disk; smaller ones go out in one message. Same answers."""
 
 import os
 
 import httpx
 import pytest
 
-from lapse.api import download
+from lapse.storage.base import SMALL_BLOB
 from tests.helpers import ApiClient
 
 pytestmark = pytest.mark.anyio
 
-BIG = os.urandom(download.SMALL_FILE * 3 + 123)
-SMALL = os.urandom(download.SMALL_FILE)
+BIG = os.urandom(SMALL_BLOB * 3 + 123)
+SMALL = os.urandom(SMALL_BLOB)
 
 
 @pytest.mark.parametrize("body", [BIG, SMALL], ids=["streamed", "preloaded"])

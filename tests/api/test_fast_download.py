@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from lapse.api import download, fast_download
+from lapse.api import fast_download
 from lapse.links import redemption
 from lapse.middleware import DEFAULT_HEADER_FIELDS
 from tests.api.test_download import downloads_of
@@ -26,14 +26,14 @@ Answer = Callable[[Request, str], Awaitable[Response | None]]
 def answered(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Whether the fast path answered each download (a spy around the real function, which still runs)."""
     seen: list[bool] = []
-    real: Answer = download.serve_common_case
+    real: Answer = fast_download._decide_and_respond
 
     async def spy(request: Request, token: str) -> Response | None:
         response = await real(request, token)
         seen.append(response is not None)
         return response
 
-    monkeypatch.setattr(fast_download, "serve_common_case", spy)
+    monkeypatch.setattr(fast_download, "_decide_and_respond", spy)
     return seen
 
 
@@ -74,19 +74,21 @@ async def test_head_and_ranged_resume_are_answered_in_front_for_free(
 
 
 @pytest.mark.parametrize(
-    ("setup", "status"),
+    ("setup", "status", "in_front"),
     [
-        ("password", 401),
-        ("exhausted", 410),
-        ("not-modified", 304),
-        ("unsatisfiable", 416),
-        ("unknown", 404),
-        ("prefetch", 403),
+        ("password", 401, False),
+        ("exhausted", 410, False),
+        ("not-modified", 304, True),
+        ("unsatisfiable", 416, True),
+        ("unknown", 404, False),
+        ("prefetch", 403, False),
     ],
 )
-async def test_everything_else_falls_through_to_the_route_uncounted(
-    alice: ApiClient, http: httpx.AsyncClient, answered: list[bool], setup: str, status: int
+async def test_refusals_fall_through_to_the_route_and_nothing_else_counts(
+    alice: ApiClient, http: httpx.AsyncClient, answered: list[bool], setup: str, status: int, in_front: bool
 ) -> None:
+    """Refusals are answered by the route (its error pages for browsers); decisions that spend nothing (304, 416)
+    are answered in front, as the route would answer them."""
     link = await alice.share(BODY, max_downloads=1, **({"password": "s3cret-pass"} if setup == "password" else {}))
     path = link["path"]
     if setup == "exhausted":
@@ -104,7 +106,7 @@ async def test_everything_else_falls_through_to_the_route_uncounted(
         path = "/d/" + "A" * 32
     response = await http.get(path, headers=headers)
     assert response.status_code == status
-    assert answered in ([False], [])  # declined, or (prefetch) never asked
+    assert answered in (([True],) if in_front else ([False], []))  # declined, or (prefetch) never asked
     assert response.headers["x-frame-options"] == "DENY"
     expected = 1 if setup == "exhausted" else 0
     assert await downloads_of(alice, link) == expected
@@ -118,7 +120,7 @@ async def test_a_bug_on_the_fast_path_is_a_problem_500_and_counts_nothing(
     async def broken(request: Request, token: str) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(fast_download, "serve_common_case", broken)
+    monkeypatch.setattr(fast_download, "_decide_and_respond", broken)
     response = await http.get(link["path"])
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"

@@ -9,7 +9,7 @@ import pytest
 
 from lapse.db.models import File, Link
 from lapse.links.recent import RecentLinks
-from lapse.links.redeemer import AsyncpgRedeemer, SessionRedeemer, SqliteRedeemer
+from lapse.links.redeemer import AsyncpgRedeemer, SqliteRedeemer
 from tests.api.test_download import downloads_of, fresh_get
 from tests.helpers import ApiClient
 
@@ -23,7 +23,7 @@ Change = Callable[[ApiClient, dict[str, Any]], Awaitable[None]]
 def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The token hashes every redeemer looked up (a spy around the real lookup, which still runs)."""
     seen: list[str] = []
-    for cls in (SqliteRedeemer, AsyncpgRedeemer, SessionRedeemer):
+    for cls in (SqliteRedeemer, AsyncpgRedeemer):
         real = cls.find
 
         async def spy(self: Any, token_hash: str, real: Any = real) -> tuple[Link, File | None] | None:

@@ -1,41 +1,36 @@
 """The small-file cache: bounded in bytes, least recently used dropped first, large files never kept; and a
 download of a cached file still answers by its row (a deleted file is gone even with its bytes in memory)."""
 
-import os
-from pathlib import Path
-
 import httpx
 import pytest
 
 from lapse.batch_thread import BatchThread
+from lapse.storage.base import BlobStat
 from lapse.storage.small_cache import SmallFileCache
 from tests.helpers import ApiClient
 
 
-def kept(tmp_path: Path, key: str, size: int) -> tuple[str, Path, tuple[os.stat_result, bytes]]:
-    path = tmp_path / key
-    path.write_bytes(b"x" * size)
-    return key, path, (path.stat(), path.read_bytes())
+def small(size: int) -> BlobStat:
+    return BlobStat(size=size, body=b"x" * size)
 
 
-def test_bounded_in_bytes_least_recently_used_first(tmp_path: Path) -> None:
+def test_bounded_in_bytes_least_recently_used_first() -> None:
     cache = SmallFileCache(max_bytes=250)
-    a, b, c = (kept(tmp_path, key, 100) for key in "abc")
-    cache.keep(*a)
-    cache.keep(*b)
-    assert cache.get("a") == (a[1], *a[2])  # a is now the most recently used
-    cache.keep(*c)  # 300 bytes > 250: b goes
+    a, b, c = small(100), small(100), small(100)
+    cache.keep("a", a)
+    cache.keep("b", b)
+    assert cache.get("a") is a  # a is now the most recently used
+    cache.keep("c", c)  # 300 bytes > 250: b goes
     assert cache.get("b") is None
-    assert cache.get("a") == (a[1], *a[2])
-    assert cache.get("c") == (c[1], *c[2])
+    assert cache.get("a") is a
+    assert cache.get("c") is c
 
 
-def test_large_files_and_oversized_bodies_are_not_kept(tmp_path: Path) -> None:
+def test_large_files_and_oversized_bodies_are_not_kept() -> None:
     cache = SmallFileCache(max_bytes=50)
-    key, path, (stat, _) = kept(tmp_path, "big", 10)
-    cache.keep(key, path, (stat, None))  # a file too large to have been read whole
+    cache.keep("big", BlobStat(size=10**9))  # a blob too large to have been read whole
     assert cache.get("big") is None
-    cache.keep(*kept(tmp_path, "huge", 51))
+    cache.keep("huge", small(51))
     assert cache.get("huge") is None
 
 

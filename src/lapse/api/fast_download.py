@@ -3,10 +3,10 @@
 A 1 KiB download spent half of its CPU in FastAPI's layers — the middleware stack, the routing (a regex per route
 until one matches), dependency solving, exception handling — none of which the common case needs. `LapseApp`
 (app.py) asks `answer` first; it does what those layers would have done for this route (trusted proxy headers;
-default response headers come with `download._send`; an unexpected error is logged and answered 500 as
-problem+json) and hands the request to `download.serve_common_case`. When that declines (passwords, prefetches,
-304/412/416, every error) or the request is anything else, `answer` returns False having counted nothing, and
-the app runs its whole stack as for any request.
+default response headers come with `download.respond`; an unexpected error is logged and answered 500 as
+problem+json), asks links.download for the decision, as the route does, and sends the route's response for it.
+Every refusal (a domain error) falls through instead: `answer` returns False having counted nothing, and the app
+runs its whole stack, whose route answers from a fresh read — with the web's error pages where a browser asks.
 """
 
 import logging
@@ -16,8 +16,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from lapse.api.download import serve_common_case
+from lapse.api.deps import get_runtime
+from lapse.api.download import basic_password, download_request, respond
 from lapse.api.problems import unexpected
+from lapse.db.base import utc_now
+from lapse.errors import LapseError
+from lapse.links.download import is_prefetch
 from lapse.middleware import TrustedProxies, app_path
 from lapse.tokens import looks_like_token
 
@@ -26,7 +30,7 @@ logger = logging.getLogger("lapse")
 PREFIX = "/d/"
 
 
-async def respond(work: Awaitable[Response | None]) -> Response | None:
+async def guarded(work: Awaitable[Response | None]) -> Response | None:
     """`work`'s answer; for a bug on a path in front of the framework, what the framework's 500 handler does."""
     try:
         return await work
@@ -50,8 +54,20 @@ async def answer(scope: Scope, receive: Receive, send: Send, *, proxies: Trusted
     scope = proxies.forwarded(scope)
     if (token := _token(scope)) is None:
         return False
-    response = await respond(serve_common_case(Request(scope, receive), token))
+    response = await guarded(_decide_and_respond(Request(scope, receive), token))
     if response is None:
         return False
     await response(scope, receive, send)
     return True
+
+
+async def _decide_and_respond(request: Request, token: str) -> Response | None:
+    if is_prefetch(request.headers) or basic_password(request) is not None:
+        return None  # refused, or a password to check: the route's error pages and forms answer those
+    service = get_runtime(request).downloads
+    try:
+        decision = await service.decide(download_request(request, token), now=utc_now(), trust_recent=True)
+    except LapseError:
+        service.forget(token)  # it may have been refused from a stale memory: the route reads afresh
+        return None
+    return respond(decision, request, token)

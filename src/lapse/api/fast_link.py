@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from lapse.api.deps import get_runtime, presented_key
-from lapse.api.fast_download import respond
+from lapse.api.fast_download import guarded
 from lapse.api.links import mint_link
 from lapse.db.base import utc_now
 from lapse.errors import LapseError
@@ -42,7 +42,7 @@ async def answer(scope: Scope, receive: Receive, send: Send, *, proxies: Trusted
         return receive
     body, complete = await _read_body(receive, MAX_BODY)
     if complete:
-        response = await respond(_mint(request, route.group(1), body))
+        response = await guarded(_mint(request, route.group(1), body))
         if response is not None:
             await response(forwarded, receive, send)
             return None

@@ -11,7 +11,7 @@ from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope
 from starlette.types import Send as ASGISend
 
-from lapse.api import serving
+from lapse.delivery import serving
 
 CHUNK = 512 * 1024  # a thread hop per 512 KiB, not per 64 KiB (CPU/GiB ÷ 4; RSS flat)
 # The ASGI zero-copy send extension: a file's bytes handed to the server to `sendfile` (lapse.zerocopy).

@@ -62,6 +62,8 @@ def problem_for(exc: errors.LapseError) -> Response:
             return problem(401, exc.message, headers={"WWW-Authenticate": 'Basic realm="lapse download"'})
         case errors.Forbidden():
             return problem(403, exc.message)
+        case errors.NotAllowed(allow=allow):
+            return problem(405, exc.message, headers={"Allow": allow})
         case errors.RateLimited(retry_after=retry_after):
             return problem(429, exc.message, headers={"Retry-After": str(retry_after)})
         case errors.TooLarge():

@@ -3,11 +3,23 @@
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, Select, String, and_, bindparam, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lapse.db.models import File, Link
 from lapse.pagination import page
+
+_OWNER = bindparam("owner_id", type_=String())
+# One file by id, scoped to its owner unless the caller is an admin (owner_id None), held (FOR KEY SHARE on
+# PostgreSQL) until the transaction ends, so that the sweeper cannot delete it under a link being made: it skips a
+# held row, or it held the row first and deletes it, and then this finds nothing. SQLite serialises the two
+# transactions whole. Also run by links.minter on its raw connection.
+FILE_TO_LINK = (
+    select(File)
+    .where(File.id == bindparam("file_id"), or_(_OWNER.is_(None), File.owner_id == _OWNER))
+    .with_for_update(read=True, key_share=True)
+)
+FILE_COLUMNS = tuple(File.__table__.columns.keys())
 
 
 class FileRepository:
@@ -24,11 +36,9 @@ class FileRepository:
         return (await self.session.execute(_by_id(file_id, owner_id))).scalar_one_or_none()
 
     async def get_to_link(self, file_id: str, *, owner_id: str | None) -> File | None:
-        """`get`, holding the row (FOR KEY SHARE on PostgreSQL) until the transaction ends, so that the sweeper
-        cannot delete the file under a link being made: it skips a held row, or it held the row first and deletes
-        it, and then this finds nothing. (SQLite serialises the two transactions whole.)"""
-        stmt = _by_id(file_id, owner_id).with_for_update(read=True, key_share=True)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        """`get`, holding the row until the transaction ends (`FILE_TO_LINK`)."""
+        values = {"file_id": file_id, "owner_id": owner_id}
+        return (await self.session.execute(FILE_TO_LINK, values)).scalar_one_or_none()
 
     async def page(self, *, owner_id: str | None, cursor: str | None, limit: int) -> Sequence[File]:
         stmt = select(File)

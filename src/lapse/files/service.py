@@ -50,7 +50,7 @@ async def upload(
 ) -> File:
     """Stream to storage (fsynced and renamed into place), then add the row: a crash leaves only an orphan blob."""
     name = clean_filename(filename)
-    blob = await storage.write(chunks, max_size=max_size)
+    blob = await storage.put(chunks, max_size=max_size)
     file = File(
         owner_id=owner.id,
         name=name,

@@ -16,12 +16,12 @@ from lapse.db.models import ApiKey
 from lapse.db.rows import loaded, sqlite_datetime, sqlite_row
 from lapse.db.session import transaction
 from lapse.db.sqlite_thread import SqliteThread
+from lapse.db.statements import for_sqlite
+from lapse.keys import repository
 from lapse.keys import service as keys_service
 
-_KEY_COLUMNS = tuple(ApiKey.__table__.columns.keys())
-# Column names come from the model; the only value is a bound parameter. As KeyRepository.get_active_by_hash.
-ACTIVE_KEY = "SELECT " + ", ".join(_KEY_COLUMNS) + " FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL"  # noqa: S608
-TOUCH = "UPDATE api_keys SET last_used_at = ? WHERE id = ?"
+ACTIVE_BY_HASH = for_sqlite(repository.ACTIVE_BY_HASH)
+TOUCH = for_sqlite(repository.TOUCH)
 
 
 class Authenticator(Protocol):
@@ -40,19 +40,19 @@ class SqliteAuthenticator:
         key_hash = keys_service.presented_key_hash(self.secret, raw_key)
 
         def find(connection: sqlite3.Connection) -> tuple[Any, ...] | None:
-            row: tuple[Any, ...] | None = connection.execute(ACTIVE_KEY, (key_hash,)).fetchone()
+            row: tuple[Any, ...] | None = connection.execute(ACTIVE_BY_HASH, {"key_hash": key_hash}).fetchone()
             return row
 
         row = await self.reader.run_sql(find)
         found = None
         if row is not None:
-            values = sqlite_row(_KEY_COLUMNS, row)
+            values = sqlite_row(repository.KEY_COLUMNS, row)
             found = loaded(ApiKey, values | {"is_admin": bool(values["is_admin"])})
         key = keys_service.checked_key(found, key_hash)
         if keys_service.needs_touch(key, now):
 
             def touch(connection: sqlite3.Connection) -> None:
-                connection.execute(TOUCH, (sqlite_datetime(now), key.id))
+                connection.execute(TOUCH, {"now": sqlite_datetime(now), "key_id": key.id})
 
             await self.writer.run_sql(touch)
             key.last_used_at = now

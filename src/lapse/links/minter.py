@@ -21,16 +21,16 @@ from lapse.db.models import ApiKey, Link
 from lapse.db.rows import loaded, to_sqlite
 from lapse.db.session import transaction
 from lapse.db.sqlite_thread import SqliteThread
+from lapse.db.statements import for_sqlite
+from lapse.files import repository as files_repository
 from lapse.files import service as files_service
+from lapse.links import repository as links_repository
 from lapse.links import service as links_service
 
-_LINK_COLUMNS = tuple(Link.__table__.columns.keys())
-# As FileRepository.get_to_link: one file by id, scoped to its owner unless the caller is an admin (:owner NULL).
-FILE_TO_LINK = "SELECT id, owner_id FROM files WHERE id = :id AND (:owner IS NULL OR owner_id = :owner)"
-# Column names come from the model; every value is a bound parameter.
-INSERT_LINK = (
-    "INSERT INTO links (" + ", ".join(_LINK_COLUMNS) + ") VALUES (" + ", ".join(f":{c}" for c in _LINK_COLUMNS) + ")"  # noqa: S608
-)
+FILE_TO_LINK = for_sqlite(files_repository.FILE_TO_LINK)
+INSERT_LINK = for_sqlite(links_repository.INSERT)
+_FILE_ID = files_repository.FILE_COLUMNS.index("id")
+_FILE_OWNER = files_repository.FILE_COLUMNS.index("owner_id")
 
 
 class Minter(Protocol):
@@ -46,11 +46,11 @@ class SqliteMinter:
         scope = files_service.owner_scope(owner)
 
         def work(connection: sqlite3.Connection) -> dict[str, Any] | None:
-            file = connection.execute(FILE_TO_LINK, {"id": file_id, "owner": scope}).fetchone()
+            file = connection.execute(FILE_TO_LINK, {"file_id": file_id, "owner_id": scope}).fetchone()
             if file is None:
                 return None
-            row = new.row(file_id=file[0], owner_id=file[1], now=now)
-            connection.execute(INSERT_LINK, {c: to_sqlite(row[c]) for c in _LINK_COLUMNS})
+            row = new.row(file_id=file[_FILE_ID], owner_id=file[_FILE_OWNER], now=now)
+            connection.execute(INSERT_LINK, {c: to_sqlite(v) for c, v in row.items()})
             return row
 
         row = await self.writer.run_sql(work)  # answered once the batch holding it has committed

@@ -3,12 +3,12 @@
 Profiling `GET /d/{token}` showed the ORM session over aiosqlite, not the SQL, as the cost: a dozen thread hops
 and ~2 ms of CPU per request for a SELECT and an UPDATE that take ~25 µs each on a plain sqlite3 connection. So
 on SQLite these statements run on raw `sqlite3` connections owned by dedicated threads: one hop each, and
-redemptions committed in groups (db.sqlite_thread). The rule is unchanged and still lives in one conditional
-statement (`REDEEM`, the same WHERE clause as `LinkRepository.redeem`), committed before the caller sends a byte.
+redemptions committed in groups (db.sqlite_thread). The statements are links.repository's, written once there
+and compiled here for the driver (db.statements); the rule lives in one conditional UPDATE (`REDEEM`), committed
+before the caller sends a byte.
 
 On PostgreSQL they run on a small asyncpg pool of their own (`AsyncpgRedeemer`): the UPDATE is one statement in
-autocommit, i.e. its own transaction, committed when it returns. `SessionRedeemer` (the repository statements,
-each in a short ORM session) remains for anything else. Everything else in the API keeps the ORM.
+autocommit, i.e. its own transaction, committed when it returns. Everything else in the API keeps the ORM.
 """
 
 import asyncio
@@ -19,42 +19,27 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import configure_mappers
 
 from lapse.db.models import File, Link
 from lapse.db.rows import loaded, sqlite_datetime, sqlite_row
 from lapse.db.sqlite_thread import SqliteThread
+from lapse.db.statements import for_asyncpg, for_sqlite
 from lapse.errors import Unavailable
-from lapse.links.repository import LinkRepository
+from lapse.files.repository import FILE_COLUMNS
+from lapse.links import repository
 
 T = TypeVar("T")
 
-# From the models, so that a new column can never be missed here.
-_LINK_COLUMNS = tuple(Link.__table__.columns.keys())
-_FILE_COLUMNS = tuple(File.__table__.columns.keys())
-
-_SELECTED = ", ".join([*(f"links.{c}" for c in _LINK_COLUMNS), *(f"files.{c}" for c in _FILE_COLUMNS)])
-# Column names come from our own models; the only value is a bound parameter.
-FIND = f"SELECT {_SELECTED} FROM links LEFT OUTER JOIN files ON files.id = links.file_id WHERE links.token_hash = ?"  # noqa: S608
-GET_LINK = "SELECT " + ", ".join(_LINK_COLUMNS) + " FROM links WHERE id = ?"  # noqa: S608 -- as FIND
-# Exactly-k (DESIGN §2.1): the whole rule in one conditional UPDATE, as in LinkRepository.redeem. SQLite serialises
-# writers; PostgreSQL re-checks the WHERE clause on the newest row version when a concurrent UPDATE committed first.
-REDEEM = """
-UPDATE links
-SET downloads = downloads + 1,
-    exhausted_at = CASE WHEN downloads + 1 = max_downloads THEN :now ELSE exhausted_at END
-WHERE id = :id
-  AND file_id IS NOT NULL
-  AND revoked_at IS NULL
-  AND expires_at > :now
-  AND (max_downloads IS NULL OR downloads < max_downloads)
-RETURNING downloads
-"""
-# The same statements in asyncpg's placeholders.
-REDEEM_PG = REDEEM.replace(":id", "$1").replace(":now", "$2")
-FIND_PG = FIND.replace("?", "$1")
-GET_LINK_PG = GET_LINK.replace("?", "$1")
+# The repository's statements (written once there), compiled for the raw drivers.
+FIND = for_sqlite(repository.FIND_BY_TOKEN)
+GET_LINK = for_sqlite(repository.GET)
+REDEEM = for_sqlite(repository.REDEEM)
+FIND_PG = for_asyncpg(repository.FIND_BY_TOKEN)
+GET_LINK_PG = for_asyncpg(repository.GET)
+REDEEM_PG = for_asyncpg(repository.REDEEM)
+_LINK_COLUMNS = repository.LINK_COLUMNS
+_FILE_COLUMNS = FILE_COLUMNS
 
 
 class Redeemer(Protocol):
@@ -83,7 +68,7 @@ class SqliteRedeemer:
 
     async def find(self, token_hash: str) -> tuple[Link, File | None] | None:
         def work(connection: sqlite3.Connection) -> tuple[Any, ...] | None:
-            row: tuple[Any, ...] | None = connection.execute(FIND, (token_hash,)).fetchone()
+            row: tuple[Any, ...] | None = connection.execute(FIND, {"token_hash": token_hash}).fetchone()
             return row
 
         row = await self.reader.run_sql(work)
@@ -96,7 +81,7 @@ class SqliteRedeemer:
 
     async def redeem(self, link_id: str, now: datetime) -> int | None:
         def work(connection: sqlite3.Connection) -> int | None:
-            row = connection.execute(REDEEM, {"id": link_id, "now": sqlite_datetime(now)}).fetchone()
+            row = connection.execute(REDEEM, {"link_id": link_id, "now": sqlite_datetime(now)}).fetchone()
             return None if row is None else int(row[0])
 
         # Answered only once the batch holding it is committed: counted before the caller sends a byte.
@@ -104,7 +89,7 @@ class SqliteRedeemer:
 
     async def get_link(self, link_id: str) -> Link | None:
         def work(connection: sqlite3.Connection) -> tuple[Any, ...] | None:
-            row: tuple[Any, ...] | None = connection.execute(GET_LINK, (link_id,)).fetchone()
+            row: tuple[Any, ...] | None = connection.execute(GET_LINK, {"link_id": link_id}).fetchone()
             return row
 
         row = await self.reader.run_sql(work)
@@ -147,7 +132,7 @@ class AsyncpgRedeemer:
             raise Unavailable("The database is not available right now.") from exc
 
     async def find(self, token_hash: str) -> tuple[Link, File | None] | None:
-        row = await self._call(lambda pool: pool.fetchrow(FIND_PG, token_hash))
+        row = await self._call(lambda pool: pool.fetchrow(FIND_PG.sql, *FIND_PG.args({"token_hash": token_hash})))
         if row is None:
             return None
         values = tuple(row.values())
@@ -158,36 +143,16 @@ class AsyncpgRedeemer:
 
     async def redeem(self, link_id: str, now: datetime) -> int | None:
         # One statement outside any explicit transaction: autocommit, committed when it returns.
-        downloads = await self._call(lambda pool: pool.fetchval(REDEEM_PG, link_id, now))
+        downloads = await self._call(
+            lambda pool: pool.fetchval(REDEEM_PG.sql, *REDEEM_PG.args({"link_id": link_id, "now": now}))
+        )
         return None if downloads is None else int(downloads)
 
     async def get_link(self, link_id: str) -> Link | None:
-        row = await self._call(lambda pool: pool.fetchrow(GET_LINK_PG, link_id))
+        row = await self._call(lambda pool: pool.fetchrow(GET_LINK_PG.sql, *GET_LINK_PG.args({"link_id": link_id})))
         return None if row is None else loaded(Link, dict(zip(_LINK_COLUMNS, row.values(), strict=True)))
 
     async def aclose(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
-
-
-class SessionRedeemer:
-    """The same statements through the ORM, each in a short session of its own (PostgreSQL)."""
-
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self.sessions = sessions
-
-    async def find(self, token_hash: str) -> tuple[Link, File | None] | None:
-        async with self.sessions() as session:
-            return await LinkRepository(session).find_by_token(token_hash)
-
-    async def redeem(self, link_id: str, now: datetime) -> int | None:
-        async with self.sessions() as session, session.begin():  # commits on leaving, before any byte
-            return await LinkRepository(session).redeem(link_id, now)
-
-    async def get_link(self, link_id: str) -> Link | None:
-        async with self.sessions() as session:
-            return await LinkRepository(session).get(link_id, owner_id=None)
-
-    async def aclose(self) -> None:
-        return None

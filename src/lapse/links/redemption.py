@@ -1,24 +1,21 @@
 """Turning a link token into permission to send bytes: resolve, check the password, redeem.
 
-Redeeming is one conditional UPDATE (`LinkRepository.redeem`); everything here either happens before it and
+Redeeming is one conditional UPDATE (links.repository.REDEEM); everything here either happens before it and
 never counts (resolving, preconditions, passwords) or classifies why it refused.
 """
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 import anyio.to_thread
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from lapse import metrics
 from lapse.db.models import File, Link
 from lapse.errors import Gone, GoneReason, NotFound, PasswordRequired, RateLimited, Unavailable
 from lapse.links.recent import RecentLinks
 from lapse.links.redeemer import Redeemer
-from lapse.links.repository import LinkRepository
 from lapse.links.schemas import LinkState
 from lapse.links.service import link_state, password_hasher
 from lapse.ratelimit import RateLimiter
@@ -32,8 +29,8 @@ class Target:
     granted: bool  # the caller holds a live grant: serve without counting
 
 
-# Where the link is looked up: `LinkRepository(session).find_by_token` in an ORM session, or `Redeemer.find`
-# on the download path (links.redeemer). Either answers the link and its file (None once deleted) by token hash.
+# Where the link is looked up: `Redeemer.find` (links.redeemer), or `LinkRepository(session).find_by_token` in an
+# ORM session. Either answers the link and its file (None once deleted) by token hash.
 FindLink = Callable[[str], Awaitable[tuple[Link, File | None] | None]]
 
 
@@ -85,46 +82,16 @@ async def resolve(
 REDEEM_TRIES = 3
 
 
-class _Counter(Protocol):
-    """The two statements a redemption needs (a `Redeemer` has them)."""
-
-    async def redeem(self, link_id: str, now: datetime) -> int | None: ...
-
-    async def get_link(self, link_id: str) -> Link | None: ...
-
-
-class _InSession:
-    """The two statements in the caller's session and transaction."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.repo = LinkRepository(session)
-
-    async def redeem(self, link_id: str, now: datetime) -> int | None:
-        return await self.repo.redeem(link_id, now)
-
-    async def get_link(self, link_id: str) -> Link | None:
-        return await self.repo.reload(link_id)
-
-
-async def redeem(session: AsyncSession, *, target: Target, now: datetime) -> None:
-    """Spend one download in the caller's transaction, or raise Gone if another request took the last one first."""
-    await _redeem(_InSession(session), target=target, now=now)
-
-
-async def redeem_with(redeemer: Redeemer, *, target: Target, now: datetime) -> None:
+async def redeem(redeemer: Redeemer, *, target: Target, now: datetime) -> None:
     """Spend one download and commit it (one conditional UPDATE in its own transaction), or raise Gone if another
     request took the last one first. When this returns, the download is durably counted."""
-    await _redeem(redeemer, target=target, now=now)
-
-
-async def _redeem(counter: _Counter, *, target: Target, now: datetime) -> None:
     for _ in range(REDEEM_TRIES):
-        downloads = await counter.redeem(target.link.id, now)
+        downloads = await redeemer.redeem(target.link.id, now)
         if downloads is not None:
             target.link.downloads = downloads
             metrics.DOWNLOADS.inc()
             return
-        current = await counter.get_link(target.link.id)
+        current = await redeemer.get_link(target.link.id)
         state = LinkState.FILE_DELETED if current is None else link_state(current, now)
         if state is not LinkState.ACTIVE:
             raise Gone(GoneReason(state.value))

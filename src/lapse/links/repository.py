@@ -1,35 +1,65 @@
-"""All SQL about links, including the one statement that redeems a download."""
+"""All SQL about links, including the one statement that redeems a download.
+
+The statements the download path runs on its raw connections (links.redeemer) are module constants here, written
+once: the repository runs them through the ORM, the redeemer the same statements compiled for its driver.
+"""
 
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import Integer, bindparam, case, insert, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lapse.db.base import UTCDateTime
 from lapse.db.models import File, Link
+from lapse.db.rows import loaded
 from lapse.pagination import page
+
+_NOW = bindparam("now", type_=UTCDateTime())
+_ONE = literal_column("1", Integer())
+
+# A link and its file (None once deleted) by token hash.
+FIND_BY_TOKEN = (
+    select(Link, File).outerjoin(File, File.id == Link.file_id).where(Link.token_hash == bindparam("token_hash"))
+)
+GET = select(Link).where(Link.id == bindparam("link_id"))
+# Exactly-k: the whole rule is the WHERE clause of this one UPDATE. The database serialises concurrent redemptions
+# (SQLite's write lock; PostgreSQL re-checks the WHERE on the newest row version once a concurrent UPDATE commits),
+# so at most max_downloads of them ever succeed, whatever the number of processes or replicas.
+REDEEM = (
+    update(Link)
+    .where(
+        Link.id == bindparam("link_id"),
+        Link.file_id.is_not(None),
+        Link.revoked_at.is_(None),
+        Link.expires_at > _NOW,
+        or_(Link.max_downloads.is_(None), Link.downloads < Link.max_downloads),
+    )
+    .values(
+        downloads=Link.downloads + _ONE,
+        exhausted_at=case((Link.downloads + _ONE == Link.max_downloads, _NOW), else_=Link.exhausted_at),
+    )
+    .returning(Link.downloads)
+)
+LINK_COLUMNS = tuple(Link.__table__.columns.keys())
+INSERT = insert(Link).values({c.name: bindparam(c.name, type_=c.type) for c in Link.__table__.columns})
 
 
 class LinkRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, link: Link) -> Link:
-        self.session.add(link)
-        await self.session.flush()
-        return link
+    async def insert(self, row: dict[str, Any]) -> Link:
+        """Store a new link from every one of its columns (links.service.NewLink.row); the link, detached."""
+        await self.session.execute(INSERT, row)
+        return loaded(Link, row)
 
     async def get(self, link_id: str, *, owner_id: str | None) -> Link | None:
-        stmt = select(Link).where(Link.id == link_id)
+        stmt = GET
         if owner_id is not None:
             stmt = stmt.where(Link.owner_id == owner_id)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
-
-    async def reload(self, link_id: str) -> Link | None:
-        """The link as the database has it now, refreshing the copy this session may already hold."""
-        stmt = select(Link).where(Link.id == link_id).execution_options(populate_existing=True)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return (await self.session.execute(stmt, {"link_id": link_id})).scalar_one_or_none()
 
     async def page(
         self, *, owner_id: str | None, file_id: str | None, cursor: str | None, limit: int
@@ -43,34 +73,13 @@ class LinkRepository:
         return (await self.session.execute(stmt)).scalars().all()
 
     async def find_by_token(self, token_hash: str) -> tuple[Link, File | None] | None:
-        stmt = select(Link, File).outerjoin(File, File.id == Link.file_id).where(Link.token_hash == token_hash)
-        row = (await self.session.execute(stmt)).one_or_none()
+        row = (await self.session.execute(FIND_BY_TOKEN, {"token_hash": token_hash})).one_or_none()
         return None if row is None else (row[0], row[1])
 
     async def redeem(self, link_id: str, now: datetime) -> int | None:
-        """Count one download if, at this instant, the link may still give one; None if it may not.
-
-        The whole rule is in the WHERE clause of one UPDATE: the database serialises concurrent redemptions
-        (SQLite's write lock; PostgreSQL re-checks the WHERE on the newest row version), so at most
-        max_downloads of them ever succeed, whatever the number of processes or replicas.
-        """
-        stmt = (
-            update(Link)
-            .where(
-                Link.id == link_id,
-                Link.file_id.is_not(None),
-                Link.revoked_at.is_(None),
-                Link.expires_at > now,
-                or_(Link.max_downloads.is_(None), Link.downloads < Link.max_downloads),
-            )
-            .values(
-                downloads=Link.downloads + 1,
-                exhausted_at=case((Link.downloads + 1 == Link.max_downloads, now), else_=Link.exhausted_at),
-            )
-            .returning(Link.downloads)
-            .execution_options(synchronize_session=False)
-        )
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        """Count one download if, at this instant, the link may still give one; None if it may not (`REDEEM`)."""
+        stmt = REDEEM.execution_options(synchronize_session=False)
+        return (await self.session.execute(stmt, {"link_id": link_id, "now": now})).scalar_one_or_none()
 
     async def update(self, link_id: str, **values: Any) -> None:
         await self.session.execute(

@@ -129,8 +129,7 @@ async def new_link(data: LinkCreate, *, policy: ExpiryPolicy, secret: bytes, now
 
 async def store_link(session: AsyncSession, *, owner: ApiKey, file_id: str, new: NewLink, now: datetime) -> Link:
     file = await files_service.get_file_to_link(session, owner=owner, file_id=file_id)
-    link = Link(**new.row(file_id=file.id, owner_id=file.owner_id, now=now))
-    await LinkRepository(session).add(link)
+    link = await LinkRepository(session).insert(new.row(file_id=file.id, owner_id=file.owner_id, now=now))
     metrics.LINKS.inc()
     return link
 

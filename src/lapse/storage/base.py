@@ -1,10 +1,24 @@
-"""The storage protocol: what the services need from a place that keeps bytes (httpx's transport ABC is the model)."""
+"""The storage protocol: what the services need from a place that keeps bytes (httpx's transport ABC is the model).
 
-from collections.abc import AsyncIterable
+A backend stores each upload under a new random key and never changes a blob once stored, so anything read by key
+(sizes, small bodies kept in memory) stays true for as long as the key exists. The download service
+(links.download) is the only reader; it never asks which backend it has:
+
+- `stat` before counting: the size, and the whole body when it is small (sent from memory, kept by key);
+- `open` before counting: a blob the response then reads — a local file (sent zero-copy) or a stream of ranges;
+  whatever can fail (the blob missing, no descriptors left) fails here, before a download is spent;
+- `accel_path` for nginx (`LAPSE_DELIVERY=accel`) and `presign` for a redirect, each None where the backend
+  cannot offer one; the service then sends the bytes itself.
+"""
+
+import os
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
+
+SMALL_BLOB = 64 * 1024  # read together with the stat and sent in one message
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,9 +35,43 @@ class BlobInfo:
     temporary: bool  # an upload in progress, or one a crash left behind
 
 
+@dataclass(frozen=True, slots=True)
+class BlobStat:
+    size: int
+    body: bytes | None = None  # the whole blob, when it is at most SMALL_BLOB
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    """An open file the server can hand to `sendfile`, with the path and stat FileResponse wants."""
+
+    file: BinaryIO
+    path: Path
+    stat: os.stat_result
+
+
+class OpenBlob(Protocol):
+    """A blob opened for reading before its download was counted. Whoever sends it closes it."""
+
+    def local(self) -> LocalFile | None:
+        """The open local file, when the backend has one (then the server sends it zero-copy)."""
+
+    def chunks(self, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes `start` to `end` inclusive, in pieces of bounded size."""
+
+    def close(self) -> None: ...
+
+
 class Storage(Protocol):
-    async def write(self, chunks: AsyncIterable[bytes], *, max_size: int) -> StoredBlob:
-        """Store the stream durably under a new key; raise TooLarge past max_size, keeping nothing."""
+    async def put(self, chunks: AsyncIterable[bytes], *, max_size: int) -> StoredBlob:
+        """Store the stream durably under a new key, hashing it on the way; raise TooLarge past max_size,
+        keeping nothing. Returns only once the blob would survive a crash."""
+
+    async def stat(self, key: str) -> BlobStat:
+        """The blob's size, and its bytes when small; Unavailable when it cannot be read now."""
+
+    async def open(self, key: str) -> OpenBlob:
+        """The blob, opened for reading; Unavailable when it cannot be."""
 
     async def delete(self, key: str) -> None:
         """Remove a blob or temp file; a missing one is not an error."""
@@ -34,5 +82,10 @@ class Storage(Protocol):
     async def check(self) -> None:
         """Raise Unavailable unless the storage can be written now."""
 
-    def local_path(self, key: str) -> Path | None:
-        """A path the server can send from directly, when the storage is a local folder."""
+    def accel_path(self, key: str) -> str | None:
+        """Where nginx finds the blob below its internal location, or None when nginx cannot serve it."""
+
+    async def presign(self, key: str, *, expires_in: timedelta, filename: str, content_type: str) -> str | None:
+        """A URL that serves the blob without Lapse until it expires, or None when the backend has none."""
+
+    async def aclose(self) -> None: ...

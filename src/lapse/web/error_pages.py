@@ -13,9 +13,6 @@ from starlette.responses import RedirectResponse, Response
 from lapse import errors
 from lapse.api.deps import get_runtime
 from lapse.db.base import utc_now
-from lapse.db.session import transaction
-from lapse.links import redemption
-from lapse.links.repository import LinkRepository
 from lapse.web.landing import landing_page
 from lapse.web.render import FORM_CHALLENGE, page, prefers_html, root_path
 from lapse.web.session import SESSION_COOKIE, end_session
@@ -92,19 +89,11 @@ async def _render(request: Request, exc: errors.LapseError, route: str) -> Respo
 
 async def _password_page(request: Request, exc: errors.LapseError) -> Response | None:
     """The landing page again, with the password form and what went wrong: the browser stays on a page it
-    can act on. The link is looked up anew: the request's own transaction was rolled back with the error."""
+    can act on. The link is looked up anew: it may have died in between."""
     runtime = get_runtime(request)
     token = request.path_params["token"]
     try:
-        async with transaction(runtime.sessions) as session:
-            target = await redemption.resolve(
-                LinkRepository(session).find_by_token,
-                secret=runtime.secret,
-                signer=runtime.grants,
-                token=token,
-                grant=None,
-                now=utc_now(),
-            )
+        target = await runtime.downloads.resolve(token, grant=None, now=utc_now())
     except (errors.NotFound, errors.Gone) as dead:  # it died in between
         return await render_error(request, dead)
     if isinstance(exc, errors.RateLimited):

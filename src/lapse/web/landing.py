@@ -4,27 +4,18 @@ scanners and reloads cannot spend a one-time link; the Download button (a GET, o
 
 from fastapi import APIRouter, Request, Response
 
-from lapse.api.deps import RuntimeDep, SessionDep
+from lapse.api.deps import RuntimeDep
 from lapse.db.base import utc_now
-from lapse.links import redemption
 from lapse.links.redemption import Target
-from lapse.links.repository import LinkRepository
 from lapse.web.render import page
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/s/{token}")
-async def landing(token: str, request: Request, session: SessionDep, runtime: RuntimeDep) -> Response:
+async def landing(token: str, request: Request, runtime: RuntimeDep) -> Response:
     # grant=None: a recipient who already downloaded sees the link as everyone else does (e.g. used up).
-    target = await redemption.resolve(
-        LinkRepository(session).find_by_token,
-        secret=runtime.secret,
-        signer=runtime.grants,
-        token=token,
-        grant=None,
-        now=utc_now(),
-    )
+    target = await runtime.downloads.resolve(token, grant=None, now=utc_now())
     return landing_page(request, token, target)
 
 

@@ -1,5 +1,7 @@
 """`LAPSE_DELIVERY=accel`: Lapse judges and counts a download, then nginx sends the bytes (X-Accel-Redirect).
 
+links.download asks `location` after counting; the transport answers with the blob's `uri` and the headers.
+
 nginx must never contradict what Lapse decided after counting: a 304 or 412 from nginx would be a spent download
 without bytes, and other ranges than ours a wrong answer. What nginx 1.22 does after an X-Accel-Redirect (measured,
 and read in its source; tests/server/test_accel.py pins it through a real nginx):
@@ -22,13 +24,9 @@ requests, and counted exactly the same.
 
 import re
 from collections.abc import Iterable
-from pathlib import Path
 from urllib.parse import quote
 
 from starlette.datastructures import Headers
-from starlette.responses import Response
-
-from lapse.storage import LocalStorage, Storage
 
 WHOLE = "whole/"  # the internal location with `max_ranges 0`: nginx sends the whole file, whatever was asked
 RANGES = "ranges/"  # the one where nginx applies the client's Range (and If-Range, against our validators)
@@ -77,20 +75,6 @@ def _nginx_agrees_on_preconditions(raw: Iterable[tuple[bytes, bytes]]) -> bool:
     return True
 
 
-def redirect(
-    request_headers: Headers,
-    ranges: list[tuple[int, int]] | None,
-    *,
-    prefix: str,
-    storage: Storage,
-    path: Path,
-    headers: dict[str, str],
-) -> Response | None:
-    """An empty answer that nginx completes with the blob's bytes (and all of `headers`: the config re-adds what
-    nginx drops), or None when Lapse must send this one itself."""
-    where = location(request_headers, ranges)
-    if where is None or not isinstance(storage, LocalStorage):
-        return None
-    blob = path.relative_to(storage.root).as_posix()  # the config aliases the internal location to the root
-    uri = quote(f"{prefix}{where}{blob}")  # nginx unescapes X-Accel-Redirect (since 1.5.9)
-    return Response(status_code=200, headers=headers | {"X-Accel-Redirect": uri})
+def uri(prefix: str, where: str, blob_path: str) -> str:
+    """The X-Accel-Redirect value: the internal location and the blob's path below it (Storage.accel_path)."""
+    return quote(f"{prefix}{where}{blob_path}")  # nginx unescapes X-Accel-Redirect (since 1.5.9)

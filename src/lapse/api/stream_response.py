@@ -1,0 +1,31 @@
+"""Sending a blob that the storage streams (no local file to hand to the server): whole, or one judged range."""
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from lapse.storage import OpenBlob
+
+
+class StreamedBlobResponse(Response):
+    """Each piece is awaited into the transport before the next is read: memory stays at one piece. The blob was
+    opened before the download was counted; this closes it, whatever happens."""
+
+    def __init__(self, blob: OpenBlob, *, headers: dict[str, str], size: int, span: tuple[int, int] | None) -> None:
+        self.blob = blob
+        self.background = None
+        self.status_code = 200 if span is None else 206
+        self.start, self.end = span if span is not None else (0, size - 1)
+        fields = {**headers, "Content-Length": str(self.end - self.start + 1)}
+        if span is not None:
+            fields["Content-Range"] = f"bytes {self.start}-{self.end}/{size}"
+        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in fields.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            if self.end >= self.start:
+                async for piece in self.blob.chunks(self.start, self.end):
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self.blob.close()

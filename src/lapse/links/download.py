@@ -1,0 +1,288 @@
+"""The download service: from the facts of a request for `/d/{token}` to a decision. No HTTP framework here.
+
+The order is the contract, and every step before counting is free:
+
+    resolve (404 unknown, 410 gone) → method (405) → prefetch (403) → password (401, 429)
+    → the blob's size, and its bytes when small (503 when unreachable; 410 when its file was deleted meanwhile)
+    → preconditions and Range (304, 412, 416) → HEAD (never counted)
+    → open the blob (503: nothing counted yet) → count one download unless a grant covers it, committed
+    → Accel (nginx sends), Redirect (the store sends), or Send (the server sends what was opened).
+
+Refusals are raised as domain errors (lapse.errors); everything else is a `Decision` for the transport to translate:
+api.download (the framework's route), api.fast_download (in front of the framework), nothing else.
+"""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from starlette.datastructures import Headers
+
+from lapse.db.models import File, Link
+from lapse.delivery import accel, serving
+from lapse.errors import Forbidden, NotAllowed, Unavailable
+from lapse.links import redemption
+from lapse.links.recent import RecentLinks
+from lapse.links.redeemer import Redeemer
+from lapse.links.redemption import Target
+from lapse.ratelimit import RateLimiter
+from lapse.storage import OpenBlob, Storage
+from lapse.storage.base import BlobStat
+from lapse.storage.small_cache import SmallFileCache
+from lapse.tokens import GrantSigner, hash_secret
+
+Delivery = Literal["inline", "accel", "redirect"]
+PasswordSource = Callable[[], Awaitable[str | None]]
+
+
+async def _no_password() -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadRequest:
+    token: str
+    method: str  # GET, HEAD, or POST (a password form, answered as the GET it stands for)
+    headers: Headers  # the preconditions, Range and prefetch hints are read from these
+    grant: str | None  # presented by the client (header or cookie)
+    client: str  # for throttling password guesses
+    password: PasswordSource = _no_password  # read only once the link is known to want one
+
+
+@dataclass(frozen=True, slots=True)
+class NewGrant:
+    """Spent one download: the client may resume for `ttl` with this."""
+
+    token: str
+    ttl: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class NotModified:
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class PreconditionFailed:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RangeNotSatisfiable:
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """The bytes go from this server: from `body` (a small blob, whole) or `blob` (opened before counting); for a
+    HEAD, neither. `ranges` None means the whole blob."""
+
+    headers: dict[str, str]
+    size: int
+    ranges: list[tuple[int, int]] | None
+    body: bytes | None = None
+    blob: OpenBlob | None = None
+    grant: NewGrant | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accel:
+    """nginx sends the blob from `location` (an internal URI) with these headers."""
+
+    location: str
+    headers: dict[str, str]
+    grant: NewGrant | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """The store sends the blob from `url`, which expires with the grant."""
+
+    url: str
+    headers: dict[str, str]
+    grant: NewGrant | None = None
+
+
+Decision = NotModified | PreconditionFailed | RangeNotSatisfiable | Send | Accel | Redirect
+
+
+def is_prefetch(headers: Headers) -> bool:
+    purpose = f"{headers.get('sec-purpose', '')},{headers.get('purpose', '')},{headers.get('x-purpose', '')}"
+    return "prefetch" in purpose.lower() or "preview" in purpose.lower()
+
+
+class Downloads:
+    """One per app (runtime.Runtime.downloads); the caches it keeps are this process's alone."""
+
+    def __init__(
+        self,
+        *,
+        redeemer: Redeemer,
+        storage: Storage,
+        secret: bytes,
+        grants: GrantSigner,
+        limiter: RateLimiter,
+        grant_ttl: timedelta,
+        delivery: Delivery,
+        accel_prefix: str,
+    ) -> None:
+        self.redeemer = redeemer
+        self.storage = storage
+        self.secret = secret
+        self.grants = grants
+        self.limiter = limiter
+        self.grant_ttl = grant_ttl
+        self.delivery = delivery
+        self.accel_prefix = accel_prefix
+        self.recent_links = RecentLinks()  # live links found lately (links.recent)
+        self.small_blobs = SmallFileCache()  # small blobs sent lately, by storage key
+
+    async def resolve(self, token: str, *, grant: str | None, now: datetime, recent: bool = False) -> Target:
+        """The link and whether it may be served (404, 410). `recent`: only for a GET that will be counted
+        unless granted (links.recent says why that is safe)."""
+        return await redemption.resolve(
+            self.redeemer.find,
+            secret=self.secret,
+            signer=self.grants,
+            token=token,
+            grant=grant,
+            now=now,
+            recent=self.recent_links if recent else None,
+        )
+
+    def forget(self, token: str) -> None:
+        """Drop what is remembered of this link: it was refused, and the next answer must come from a fresh read."""
+        self.recent_links.forget(hash_secret(self.secret, token))
+
+    async def decide(self, request: DownloadRequest, *, now: datetime, trust_recent: bool = False) -> Decision:
+        """See the module's docstring for the order. `trust_recent`: the fast path's plain GETs may be resolved
+        from links.recent; a refusal then must be answered again with `trust_recent=False` after `forget`."""
+        method = request.method
+        target = await self.resolve(
+            request.token, grant=request.grant, now=now, recent=trust_recent and method == "GET"
+        )
+        if method == "POST" and target.link.password_hash is None:
+            raise NotAllowed("This link takes GET and HEAD.", allow="GET, HEAD")
+        if is_prefetch(request.headers):
+            raise Forbidden("Prefetches are refused so that they never spend a download.")
+        if target.link.password_hash is not None and not target.granted:
+            password = await request.password()
+            await redemption.check_password(
+                target=target, password=password, limiter=self.limiter, client=request.client
+            )
+
+        stat = await self._stat(request, target, now)
+        rep = serving.Representation(
+            etag=f'"{target.file.sha256}"', last_modified=target.file.created_at, size=stat.size
+        )
+        headers = serving.representation_headers(rep, filename=target.file.name, content_type=target.file.content_type)
+        judged = serving.evaluate(method, request.headers, rep)
+        match judged:
+            case serving.PreconditionFailed():
+                return PreconditionFailed()
+            case serving.NotModified() if method == "POST":  # 304 is for GET and HEAD only (RFC 9110 §13.1.2)
+                return PreconditionFailed()
+            case serving.NotModified():
+                keep = ("ETag", "Last-Modified", "Cache-Control", *serving.SAFE_HEADERS)
+                return NotModified(headers={k: v for k, v in headers.items() if k in keep})
+            case serving.RangeNotSatisfiable():
+                return RangeNotSatisfiable(size=stat.size)
+            case serving.Send(ranges=ranges):
+                pass
+        if method == "HEAD":  # never counted; it reports what a GET would find
+            return Send(headers=headers | _link_status_headers(target.link), size=stat.size, ranges=None)
+        return await self._spend_and_deliver(request, target, stat, headers, ranges, now=now)
+
+    async def _stat(self, request: DownloadRequest, target: Target, now: datetime) -> BlobStat:
+        key = target.file.storage_key
+        kept = self.small_blobs.get(key)
+        if kept is not None:
+            return kept
+        try:
+            stat = await self.storage.stat(key)
+        except Unavailable:
+            await self._gone_meanwhile(request, now)
+            raise
+        self.small_blobs.keep(key, stat)
+        return stat
+
+    async def _gone_meanwhile(self, request: DownloadRequest, now: datetime) -> None:
+        """The bytes could not be read. When that is because the file was deleted since its link was read (a
+        DELETE racing this download), the link answers 410 now, as it will on the next try; else 503 stands."""
+        await self.resolve(request.token, grant=request.grant, now=now)
+
+    async def _spend_and_deliver(
+        self,
+        request: DownloadRequest,
+        target: Target,
+        stat: BlobStat,
+        headers: dict[str, str],
+        ranges: list[tuple[int, int]] | None,
+        *,
+        now: datetime,
+    ) -> Decision:
+        in_memory = stat.body is not None and (ranges is None or len(ranges) == 1)
+        blob = None
+        if not in_memory:
+            try:  # opened before counting: a download is never spent on bytes that cannot be read
+                blob = await self.storage.open(target.file.storage_key)
+            except Unavailable:
+                await self._gone_meanwhile(request, now)
+                raise
+        try:
+            elsewhere = await self._elsewhere(request, target, headers, ranges)  # may fail: nothing is spent yet
+            grant = None if target.granted else await self._spend(target, now)
+        except BaseException:
+            if blob is not None:
+                blob.close()
+            raise
+        if elsewhere is not None:
+            if blob is not None:
+                blob.close()
+            return replace(elsewhere, grant=grant)
+        if blob is not None and blob.local() is None and ranges is not None and len(ranges) > 1:
+            ranges = None  # a streamed blob is sent whole rather than as several parts (RFC 9110 allows either)
+        body = stat.body if in_memory else None
+        return Send(headers=headers, size=stat.size, ranges=ranges, body=body, blob=blob, grant=grant)
+
+    async def _spend(self, target: Target, now: datetime) -> NewGrant:
+        """Count one download, committed, and grant the resumption of this transfer."""
+        await redemption.redeem(self.redeemer, target=target, now=now)
+        return NewGrant(token=self.grants.sign(target.link.id, now + self.grant_ttl), ttl=self.grant_ttl)
+
+    async def _elsewhere(
+        self,
+        request: DownloadRequest,
+        target: Target,
+        headers: dict[str, str],
+        ranges: list[tuple[int, int]] | None,
+    ) -> Accel | Redirect | None:
+        """Whether nginx or the store sends the bytes (the settings and the request allow it), decided before
+        counting; the grant is added once counted."""
+        file: File = target.file
+        if self.delivery == "accel":
+            where = accel.location(request.headers, ranges)
+            path = self.storage.accel_path(file.storage_key)
+            if where is not None and path is not None:
+                return Accel(location=accel.uri(self.accel_prefix, where, path), headers=headers)
+        elif self.delivery == "redirect" and (ranges is None or len(ranges) == 1) and not _conditional(request.headers):
+            url = await self.storage.presign(
+                file.storage_key,
+                expires_in=self.grant_ttl,
+                filename=file.name,
+                content_type=headers["Content-Type"],
+            )
+            if url is not None:
+                return Redirect(url=url, headers=headers)
+        return None
+
+
+def _conditional(headers: Headers) -> bool:
+    """Stores judge these by their own validators, not ours: such a request is answered by this server."""
+    return any(name in headers for name in ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since"))
+
+
+def _link_status_headers(link: Link) -> dict[str, str]:
+    remaining = "unlimited" if link.max_downloads is None else str(max(link.max_downloads - link.downloads, 0))
+    return {"Lapse-Downloads-Remaining": remaining, "Lapse-Expires-At": link.expires_at.isoformat()}

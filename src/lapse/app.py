@@ -26,8 +26,12 @@ class LapseApp(FastAPI):
     api.fast_link)."""
 
     proxies: TrustedProxies
+    fast_paths: bool = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.fast_paths:
+            await super().__call__(scope, receive, send)
+            return
         if await fast_download.answer(scope, receive, send, proxies=self.proxies):
             return
         passed_on = await fast_link.answer(scope, receive, send, proxies=self.proxies)
@@ -35,8 +39,11 @@ class LapseApp(FastAPI):
             await super().__call__(scope, passed_on, send)
 
 
-def create_app(settings: Settings, *, sweep: bool = True, freeze_heap: bool = False) -> LapseApp:
-    """`freeze_heap`: for a server process (`app_from_env`), see `lifespan`."""
+def create_app(
+    settings: Settings, *, sweep: bool = True, freeze_heap: bool = False, fast_paths: bool = True
+) -> LapseApp:
+    """`freeze_heap`: for a server process (`app_from_env`), see `lifespan`. `fast_paths=False`: every request
+    through the framework's whole stack (the tests compare the answers both ways)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, object]]:
@@ -68,6 +75,7 @@ def create_app(settings: Settings, *, sweep: bool = True, freeze_heap: bool = Fa
     redact_access_logs()
     app = LapseApp(title="Lapse", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.proxies = TrustedProxies(settings.trusted_proxies)
+    app.fast_paths = fast_paths
     problems.install(app)
     for module in (files, links, keys, download, ops):
         app.include_router(module.router)

@@ -52,8 +52,9 @@ class Settings(BaseSettings):
     password_attempts: int = Field(default=5, ge=1)
     password_window: Duration = timedelta(minutes=5)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # inline: the app sends the bytes; accel: it counts, then nginx sends them (X-Accel-Redirect; deploy/nginx)
-    delivery: Literal["inline", "accel"] = "inline"
+    # inline: the app sends the bytes; accel: it counts, then nginx sends them (X-Accel-Redirect; deploy/nginx);
+    # redirect: it counts, then answers 302 to the store's presigned URL (inline where the store has none)
+    delivery: Literal["inline", "accel", "redirect"] = "inline"
     accel_prefix: str = "/_lapse/blobs/"  # nginx's internal location for blobs (deploy/nginx/lapse.conf)
 
     @field_validator("default_ttl", "max_ttl", "grant_ttl", "sweep_interval")

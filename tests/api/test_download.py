@@ -2,24 +2,37 @@
 
 import base64
 import os
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from sqlalchemy import select, update
+from starlette.types import ASGIApp
 
+from lapse.app import create_app
 from lapse.db.base import utc_now
 from lapse.db.models import Link
 from lapse.db.session import transaction
 from lapse.links import redemption
 from lapse.runtime import Runtime
+from lapse.settings import Settings
 from lapse.storage.base import SMALL_BLOB
 from tests.helpers import ApiClient
 
 pytestmark = pytest.mark.anyio
 
 BODY = os.urandom(1000)
+
+
+@pytest.fixture(params=["fast", "routed"])
+async def app(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[ASGIApp]:
+    """Every test here runs with the fast paths in front of the framework and without them: same answers."""
+    fast = request.param == "fast"
+    async with LifespanManager(create_app(settings, sweep=False, fast_paths=fast)) as manager:
+        yield manager.app
 
 
 async def downloads_of(owner: ApiClient, link: dict[str, Any]) -> int:
@@ -434,3 +447,13 @@ async def test_a_dead_link_says_why_in_a_header_too(alice: ApiClient, http: http
     await alice.request("DELETE", f"/api/v1/links/{link['id']}")
     get = await http.get(link["path"])
     assert get.headers["lapse-gone-reason"] == get.json()["reason"] == "revoked"
+
+
+async def test_a_password_post_ignores_range(alice: ApiClient, http: httpx.AsyncClient) -> None:
+    """RFC 9110 §14.2: Range is for GET; a POST carrying one is answered whole (and counted once)."""
+    link = await alice.share(BODY, max_downloads=2, password="pw")
+    response = await http.post(link["path"], data={"password": "pw"}, headers={"Range": "bytes=0-9"})
+    assert response.status_code == 200
+    assert response.content == BODY
+    assert "content-range" not in response.headers
+    assert await downloads_of(alice, link) == 1

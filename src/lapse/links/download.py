@@ -190,6 +190,8 @@ class Downloads:
                 return RangeNotSatisfiable(size=stat.size)
             case serving.Send(ranges=ranges):
                 pass
+            case _:
+                raise TypeError(judged)  # evaluate answers one of the above
         if method == "HEAD":  # never counted; it reports what a GET would find
             return Send(headers=headers | _link_status_headers(target.link), size=stat.size, ranges=None)
         return await self._spend_and_deliver(request, target, stat, headers, ranges, now=now)

@@ -1,4 +1,4 @@
-"""GET / HEAD / POST /d/{token}: the download itself (DESIGN §3).
+"""GET / HEAD / POST /d/{token}: the download itself (docs/api.md, Downloads).
 
 Order matters, and every step before `redeem` is free: resolve (404/410) → prefetch refusal → password (401/429)
 → preconditions and Range (304/412/416) → HEAD → redeem and commit → send bytes with a grant.

@@ -38,7 +38,7 @@ _SELECTED = ", ".join([*(f"links.{c}" for c in _LINK_COLUMNS), *(f"files.{c}" fo
 # Column names come from our own models; the only value is a bound parameter.
 FIND = f"SELECT {_SELECTED} FROM links LEFT OUTER JOIN files ON files.id = links.file_id WHERE links.token_hash = ?"  # noqa: S608
 GET_LINK = "SELECT " + ", ".join(_LINK_COLUMNS) + " FROM links WHERE id = ?"  # noqa: S608 -- as FIND
-# Exactly-k (DESIGN §2.1): the whole rule in one conditional UPDATE, as in LinkRepository.redeem. SQLite serialises
+# Exactly-k: the whole rule in one conditional UPDATE, as in LinkRepository.redeem. SQLite serialises
 # writers; PostgreSQL re-checks the WHERE clause on the newest row version when a concurrent UPDATE committed first.
 REDEEM = """
 UPDATE links

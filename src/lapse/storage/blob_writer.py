@@ -1,10 +1,10 @@
 """The worker-thread half of an upload: hash each batch (on a thread beside) while writing it with writev, and start
 its writeback early.
 
-Why early writeback: the blob must be fsynced before its row is committed (DESIGN §2.4). Left alone, the kernel
-keeps a 1 GiB upload dirty in memory and that final fsync then writes all of it while the client waits (~0.3 s
-per GiB here). Asking for writeback as we go overlaps the disk with receiving; the final fsync, still made, finds
-little left to do.
+Why early writeback: the blob must be fsynced before its row is committed (an upload answered 201 survives a
+crash). Left alone, the kernel keeps a 1 GiB upload dirty in memory and that final fsync then writes all of it while
+the client waits (~0.3 s per GiB here). Asking for writeback as we go overlaps the disk with receiving; the final
+fsync, still made, finds little left to do.
 """
 
 import ctypes

@@ -49,7 +49,7 @@ start_writeback: StartWriteback = _load_sync_file_range()
 
 
 # sha256 beside the writes: each half costs ~0.3-0.8 s per GiB here, and hashlib and writev both release the GIL,
-# so a batch takes the longer of the two instead of their sum (+15 % upload rate in an A/B; README, Performance).
+# so a batch takes the longer of the two instead of their sum (docs/performance.md, Uploads).
 # A batch is only handed over when a hashing thread is free: with more uploads at once than threads, waiting in
 # the pool's queue would cost more than hashing in line, as before.
 HASHERS = max(2, os.cpu_count() or 2)

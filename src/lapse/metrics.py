@@ -1,4 +1,4 @@
-"""Prometheus counters for `/metrics` (DESIGN §4): what only Lapse knows — downloads counted, uploads stored, links
+"""Prometheus counters for `/metrics`: what only Lapse knows — downloads counted, uploads stored, links
 made, requests refused for a backend that was away. Request rates and latencies are the proxy's to measure.
 
 Several workers (`lapse serve --workers N`) share one count through prometheus-client's multiprocess mode:

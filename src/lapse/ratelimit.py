@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 
 from lapse.errors import Unavailable
 
-# Redis away: no attempt can be counted, so no password is checked (fail closed, DESIGN §2.3): 503, not 500.
+# Redis away: no attempt can be counted, so no password is checked (fail closed): 503, not 500.
 _REDIS_AWAY = "Password checks are not available right now."
 
 

@@ -1,9 +1,9 @@
 """uvicorn's HTTP protocol plus the ASGI zero-copy send extension (`http.response.zerocopysend`).
 
 Why by hand: sending a file inline through ASGI copies every byte through Python — a thread hop to read each piece,
-then the event loop writes it — ~1 s of CPU per GiB against nginx's `sendfile` at ~0.1 s (issue 5, README
-"Performance"). The ASGI spec has an extension for exactly this, but uvicorn implements neither it nor `pathsend`,
-and granian's `pathsend` covers whole files only, while a resumed download (a Range) must be as fast as a full one.
+then the event loop writes it — ~1 s of CPU per GiB against nginx's `sendfile` at ~0.1 s (docs/performance.md). The
+ASGI spec has an extension for exactly this, but uvicorn implements neither it nor `pathsend`, and granian's
+`pathsend` covers whole files only, while a resumed download (a Range) must be as fast as a full one.
 So `lapse serve` runs uvicorn with this protocol: uvicorn's own, unchanged, except that plain-TCP requests get the
 extension in their scope, and a `zerocopysend` message is sent with `os.sendfile`, from page cache to socket.
 

@@ -95,7 +95,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-# The database or the disk went away: fail closed with 503 (DESIGN §2.3), never a 500 with a trace.
+# The database or the disk went away: fail closed with 503, never a 500 with a trace.
 UNAVAILABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
 
 

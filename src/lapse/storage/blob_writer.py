@@ -1,10 +1,10 @@
 """The worker-thread half of an upload: hash each batch (on a thread beside) while writing it with writev, and start
 its writeback early.
 
-Why early writeback: the blob must be fsynced before its row is committed (DESIGN §2.4). Left alone, the kernel
-keeps a 1 GiB upload dirty in memory and that final fsync then writes all of it while the client waits (~0.3 s
-per GiB here). Asking for writeback as we go overlaps the disk with receiving; the final fsync, still made, finds
-little left to do.
+Why early writeback: the blob must be fsynced before its row is committed (an upload answered 201 survives a
+crash). Left alone, the kernel keeps a 1 GiB upload dirty in memory and that final fsync then writes all of it while
+the client waits (~0.3 s per GiB here). Asking for writeback as we go overlaps the disk with receiving; the final
+fsync, still made, finds little left to do.
 """
 
 import ctypes
@@ -49,7 +49,7 @@ start_writeback: StartWriteback = _load_sync_file_range()
 
 
 # sha256 beside the writes: each half costs ~0.3-0.8 s per GiB here, and hashlib and writev both release the GIL,
-# so a batch takes the longer of the two instead of their sum (+15 % upload rate in an A/B; README, Performance).
+# so a batch takes the longer of the two instead of their sum (docs/performance.md, Uploads).
 # A batch is only handed over when a hashing thread is free: with more uploads at once than threads, waiting in
 # the pool's queue would cost more than hashing in line, as before.
 HASHERS = max(2, os.cpu_count() or 2)

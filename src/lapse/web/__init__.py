@@ -1,4 +1,4 @@
-"""The web page: server-rendered HTML over the same services as the API (see DESIGN §5)."""
+"""The web page: server-rendered HTML over the same services as the API."""
 
 from pathlib import Path
 

@@ -10,7 +10,7 @@ Every server is started here, on 127.0.0.1, and stopped by pid at the end:
 
 Each figure is the median of `--runs` runs, with the min–max spread; a ratio's two sides are measured in turn,
 round after round (`alternate`), so that both sample the same stretches of this noisy host's time. Prints a table
-of ratios against the targets of issue 5 and writes bench/results/bench.json.
+of ratios against the goals in docs/performance.md and writes bench/results/bench.json.
 """
 
 import argparse
@@ -172,7 +172,7 @@ class Lapse:
         self.key = json.loads(created.stdout)["key"]
         port = free_port()
         command = [LAPSE, "serve", "--port", str(port), "--workers", str(workers)]
-        if server == "granian":  # not a `lapse serve` option (README, Performance): the same app factory, by hand
+        if server == "granian":  # not a `lapse serve` option (docs/performance.md): the same app factory, by hand
             command = [str(BIN / "granian"), "--interface", "asgi", "--factory", "--host", "127.0.0.1"]
             command += ["--port", str(port), "--workers", str(workers), "lapse.app:app_from_env"]
         self.server = Server(f"lapse-{workers}w", command, port=port, env=self.env, cwd=root, ready_path="/healthz")

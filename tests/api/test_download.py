@@ -1,4 +1,4 @@
-"""GET/HEAD/POST /d/{token}: HTTP-SECURITY.md §1, row by row, and the counting rules of DESIGN §3."""
+"""GET/HEAD/POST /d/{token}: every status and header of docs/api.md's downloads, and what spends one."""
 
 import base64
 import os

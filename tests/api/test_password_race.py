@@ -1,4 +1,4 @@
-"""Concurrent password guessing (DESIGN §3): however many guesses arrive at once, at most `password_attempts`
+"""Concurrent password guessing: however many guesses arrive at once, at most `password_attempts`
 reach verification; the rest are 429 with Retry-After. PostgreSQL and Redis, as a scaled-out deployment runs."""
 
 import asyncio

@@ -1,5 +1,5 @@
 """Redis gone (LAPSE_REDIS_URL set, nothing answering): password checks cannot be counted, so none is made —
-503 with Retry-After (DESIGN §2.3, fail closed), never a 500. Links without a password do not need Redis."""
+503 with Retry-After (fail closed), never a 500. Links without a password do not need Redis."""
 
 import httpx
 import pytest

@@ -1,4 +1,4 @@
-"""Exactly-k (DESIGN §2.1) against a real server with two worker processes: 200 strangers at once, k bytes served."""
+"""Exactly-k (docs/architecture.md) against a real server with two worker processes: 200 strangers at once, k bytes served."""
 
 import os
 from collections import Counter

@@ -1,4 +1,4 @@
-"""Grants over a real server (DESIGN §3): a one-time link's interrupted transfer resumes for free; without a
+"""Grants over a real server (docs/api.md): a one-time link's interrupted transfer resumes for free; without a
 grant every GET counts."""
 
 import os

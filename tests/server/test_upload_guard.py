@@ -1,5 +1,5 @@
 """Uploads against a real server: refused before the body when unauthenticated, capped while streaming, and
-durable-before-visible when the server is killed mid-upload (DESIGN §2.4, §4)."""
+durable-before-visible when the server is killed mid-upload (docs/architecture.md, uploads)."""
 
 import os
 import time

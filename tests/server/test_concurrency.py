@@ -1,4 +1,4 @@
-"""Exactly-k (docs/architecture.md) against a real server with two worker processes: 200 strangers at once, k bytes served."""
+"""Exactly-k against a real server with two worker processes: 200 strangers at once, k bytes served."""
 
 import os
 from collections import Counter

@@ -6,7 +6,7 @@ import pytest
 
 from lapse.batch_thread import BatchThread
 from lapse.storage.base import BlobStat
-from lapse.storage.small_cache import SmallFileCache
+from lapse.storage.small_cache import ENTRY_OVERHEAD, SmallFileCache
 from tests.helpers import ApiClient
 
 
@@ -15,7 +15,7 @@ def small(size: int) -> BlobStat:
 
 
 def test_bounded_in_bytes_least_recently_used_first() -> None:
-    cache = SmallFileCache(max_bytes=250)
+    cache = SmallFileCache(max_bytes=250 + 3 * ENTRY_OVERHEAD)
     a, b, c = small(100), small(100), small(100)
     cache.keep("a", a)
     cache.keep("b", b)
@@ -27,11 +27,21 @@ def test_bounded_in_bytes_least_recently_used_first() -> None:
 
 
 def test_large_files_and_oversized_bodies_are_not_kept() -> None:
-    cache = SmallFileCache(max_bytes=50)
+    cache = SmallFileCache(max_bytes=50 + ENTRY_OVERHEAD)
     cache.keep("big", BlobStat(size=10**9))  # a blob too large to have been read whole
     assert cache.get("big") is None
     cache.keep("huge", small(51))
     assert cache.get("huge") is None
+
+
+def test_empty_and_tiny_files_are_bounded_too() -> None:
+    """Each entry's own footprint counts: 0-byte files cannot fill memory without bound."""
+    cache = SmallFileCache(max_bytes=100 * ENTRY_OVERHEAD)
+    for i in range(10_000):
+        cache.keep(f"key{i}", small(i % 2))
+    kept = [i for i in range(10_000) if cache.get(f"key{i}") is not None]
+    assert 50 <= len(kept) <= 100
+    assert kept == list(range(10_000 - len(kept), 10_000))  # the most recent ones
 
 
 @pytest.mark.anyio

@@ -13,6 +13,7 @@ from lapse.db.models import File, Link
 from lapse.db.rows import sqlite_datetime
 from lapse.db.session import transaction
 from lapse.errors import Unavailable
+from lapse.links.minter import AsyncpgMinter, SqliteMinter
 from lapse.links.redeemer import AsyncpgRedeemer, SqliteRedeemer
 from lapse.links.repository import LinkRepository
 from lapse.runtime import Runtime
@@ -26,9 +27,10 @@ def token_of(link: dict[str, str]) -> str:
     return link["path"].rsplit("/", 1)[1]
 
 
-async def test_each_database_gets_its_raw_redeemer(runtime: Runtime) -> None:
-    expected = SqliteRedeemer if runtime.engine.url.get_backend_name() == "sqlite" else AsyncpgRedeemer
-    assert isinstance(runtime.redeemer, expected)
+async def test_each_database_gets_its_raw_redeemer_and_minter(runtime: Runtime) -> None:
+    sqlite = runtime.engine.url.get_backend_name() == "sqlite"
+    assert isinstance(runtime.redeemer, SqliteRedeemer if sqlite else AsyncpgRedeemer)
+    assert isinstance(runtime.minter, SqliteMinter if sqlite else AsyncpgMinter)
 
 
 async def test_find_returns_what_the_orm_reads(alice: ApiClient, runtime: Runtime) -> None:

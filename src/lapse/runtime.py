@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from lapse.db.session import create_engine, session_factory
 from lapse.keys.authenticator import Authenticator, SessionAuthenticator, SqliteAuthenticator
 from lapse.links.download import Downloads
-from lapse.links.minter import Minter, SessionMinter, SqliteMinter
+from lapse.links.minter import AsyncpgMinter, Minter, SqliteMinter
 from lapse.links.redeemer import AsyncpgRedeemer, Redeemer, SqliteRedeemer
 from lapse.links.service import ExpiryPolicy
 from lapse.ratelimit import RateLimiter, make_rate_limiter
@@ -47,9 +47,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     )
     sessions = session_factory(engine)
     if url.get_backend_name() == "postgresql":
-        redeemer: Redeemer = AsyncpgRedeemer(url)
+        postgres = AsyncpgRedeemer(url)
+        redeemer: Redeemer = postgres
         keys: Authenticator = SessionAuthenticator(sessions, secret)
-        minter: Minter = SessionMinter(sessions)
+        minter: Minter = AsyncpgMinter(postgres)
     else:  # lean SQL on the redeemer's two threads; its writer commits links and redemptions in shared groups
         sqlite = SqliteRedeemer(str(url.database))
         redeemer, keys, minter = (

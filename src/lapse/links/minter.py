@@ -7,28 +7,32 @@ the sweeper (which deletes abandoned files in a write transaction of its own) ca
 check and the insert: SQLite serialises the two whole, as FileRepository.get_to_link says. A file that may not be
 linked is an answer of the job, not an exception, so it never rolls back the other jobs of its batch.
 
-Elsewhere `SessionMinter` runs links.service.store_link through the ORM.
+On PostgreSQL (`AsyncpgMinter`) the same two statements run in one transaction on the redeemer's asyncpg pool:
+the file's row is held FOR KEY SHARE until the link is in, so the sweeper skips it or deletes it first.
+Links made elsewhere (the web page) go through links.service.store_link and the ORM.
 """
 
 import sqlite3
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import asyncpg
 
 from lapse import metrics
 from lapse.db.models import ApiKey, Link
 from lapse.db.rows import loaded, to_sqlite
-from lapse.db.session import transaction
 from lapse.db.sqlite_thread import SqliteThread
-from lapse.db.statements import for_sqlite
+from lapse.db.statements import for_asyncpg, for_sqlite
 from lapse.files import repository as files_repository
 from lapse.files import service as files_service
 from lapse.links import repository as links_repository
 from lapse.links import service as links_service
+from lapse.links.redeemer import AsyncpgRedeemer
 
 FILE_TO_LINK = for_sqlite(files_repository.FILE_TO_LINK)
 INSERT_LINK = for_sqlite(links_repository.INSERT)
+FILE_TO_LINK_PG = for_asyncpg(files_repository.FILE_TO_LINK)
+INSERT_LINK_PG = for_asyncpg(links_repository.INSERT)
 _FILE_ID = files_repository.FILE_COLUMNS.index("id")
 _FILE_OWNER = files_repository.FILE_COLUMNS.index("owner_id")
 
@@ -56,14 +60,28 @@ class SqliteMinter:
         row = await self.writer.run_sql(work)  # answered once the batch holding it has committed
         if row is None:
             raise files_service.no_such_file()
-        metrics.LINKS.inc()  # SessionMinter's is counted in links_service.store_link, as every other link is
+        metrics.LINKS.inc()  # links made through the ORM are counted in links_service.store_link
         return loaded(Link, row)
 
 
-class SessionMinter:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self.sessions = sessions
+class AsyncpgMinter:
+    def __init__(self, redeemer: AsyncpgRedeemer) -> None:
+        self.redeemer = redeemer
 
     async def mint(self, *, owner: ApiKey, file_id: str, new: links_service.NewLink, now: datetime) -> Link:
-        async with transaction(self.sessions) as session:
-            return await links_service.store_link(session, owner=owner, file_id=file_id, new=new, now=now)
+        values = {"file_id": file_id, "owner_id": files_service.owner_scope(owner)}
+
+        async def work(pool: asyncpg.Pool) -> dict[str, Any] | None:
+            async with pool.acquire() as connection, connection.transaction():
+                file = await connection.fetchrow(FILE_TO_LINK_PG.sql, *FILE_TO_LINK_PG.args(values))
+                if file is None:
+                    return None
+                row = new.row(file_id=file["id"], owner_id=file["owner_id"], now=now)
+                await connection.execute(INSERT_LINK_PG.sql, *INSERT_LINK_PG.args(row))
+                return row
+
+        row = await self.redeemer.run(work)  # committed when the transaction block ends
+        if row is None:
+            raise files_service.no_such_file()
+        metrics.LINKS.inc()
+        return loaded(Link, row)

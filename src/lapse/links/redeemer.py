@@ -125,14 +125,15 @@ class AsyncpgRedeemer:
                     )
         return self._pool
 
-    async def _call(self, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    async def run(self, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+        """`work` on the pool; the database unreachable is Unavailable (503, nothing done)."""
         try:
             return await work(await self._acquire_pool())
         except _PG_UNAVAILABLE as exc:
             raise Unavailable("The database is not available right now.") from exc
 
     async def find(self, token_hash: str) -> tuple[Link, File | None] | None:
-        row = await self._call(lambda pool: pool.fetchrow(FIND_PG.sql, *FIND_PG.args({"token_hash": token_hash})))
+        row = await self.run(lambda pool: pool.fetchrow(FIND_PG.sql, *FIND_PG.args({"token_hash": token_hash})))
         if row is None:
             return None
         values = tuple(row.values())
@@ -143,13 +144,13 @@ class AsyncpgRedeemer:
 
     async def redeem(self, link_id: str, now: datetime) -> int | None:
         # One statement outside any explicit transaction: autocommit, committed when it returns.
-        downloads = await self._call(
+        downloads = await self.run(
             lambda pool: pool.fetchval(REDEEM_PG.sql, *REDEEM_PG.args({"link_id": link_id, "now": now}))
         )
         return None if downloads is None else int(downloads)
 
     async def get_link(self, link_id: str) -> Link | None:
-        row = await self._call(lambda pool: pool.fetchrow(GET_LINK_PG.sql, *GET_LINK_PG.args({"link_id": link_id})))
+        row = await self.run(lambda pool: pool.fetchrow(GET_LINK_PG.sql, *GET_LINK_PG.args({"link_id": link_id})))
         return None if row is None else loaded(Link, dict(zip(_LINK_COLUMNS, row.values(), strict=True)))
 
     async def aclose(self) -> None:

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from lapse.errors import InvalidInput
@@ -42,8 +42,11 @@ def page(
     cursor: str | None,
     limit: int,
 ) -> Select[Any]:
-    """Order newest first and start after the cursor; fetches one extra row to know whether more follow."""
+    """Order newest first and start after the cursor; fetches one extra row to know whether more follow.
+
+    The cursor is a row comparison, `(created_at, id) < (…, …)`: both planners read it as a range of the
+    (…, created_at, id) indexes (an OR of the two cases they would not)."""
     if cursor:
         after_created, after_id = decode_cursor(cursor)
-        stmt = stmt.where(or_(created_at < after_created, and_(created_at == after_created, row_id < after_id)))
+        stmt = stmt.where(tuple_(created_at, row_id) < tuple_(after_created, after_id))
     return stmt.order_by(created_at.desc(), row_id.desc()).limit(limit + 1)

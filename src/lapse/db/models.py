@@ -23,7 +23,11 @@ class ApiKey(Base):
 
 class File(Base):
     __tablename__ = "files"
-    __table_args__ = (Index("ix_files_owner_id_created_at", "owner_id", "created_at"),)
+    # Each listing's filter and order (pagination.page): an index range, never a sort of the table.
+    __table_args__ = (
+        Index("ix_files_owner_id_created_at_id", "owner_id", "created_at", "id"),
+        Index("ix_files_created_at_id", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
@@ -38,14 +42,16 @@ class File(Base):
 class Link(Base):
     __tablename__ = "links"
     __table_args__ = (
-        Index("ix_links_owner_id_created_at", "owner_id", "created_at"),
+        Index("ix_links_owner_id_created_at_id", "owner_id", "created_at", "id"),
+        Index("ix_links_file_id_created_at_id", "file_id", "created_at", "id"),
+        Index("ix_links_created_at_id", "created_at", "id"),
         CheckConstraint("downloads >= 0", name="downloads_non_negative"),
         CheckConstraint("max_downloads IS NULL OR max_downloads >= 1", name="max_downloads_positive"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     # A deleted file leaves its links behind with file_id NULL, so their tokens answer 410, not 404.
-    file_id: Mapped[str | None] = mapped_column(ForeignKey("files.id", ondelete="SET NULL"), index=True)
+    file_id: Mapped[str | None] = mapped_column(ForeignKey("files.id", ondelete="SET NULL"))
     owner_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

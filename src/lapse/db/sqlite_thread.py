@@ -53,6 +53,8 @@ class SqliteThread(BatchThread):
     def _connected(self) -> sqlite3.Connection:
         if self._connection is None:
             self._connection = connect(self.path)
+            if self.writes:  # statistics the planner lacks or that went stale, as SQLite advises on opening
+                self._connection.execute("PRAGMA optimize=0x10002")
         return self._connection
 
     def run_batch(self, jobs: list[Job]) -> None:

@@ -41,10 +41,7 @@ class FileRepository:
         return (await self.session.execute(FILE_TO_LINK, values)).scalar_one_or_none()
 
     async def page(self, *, owner_id: str | None, cursor: str | None, limit: int) -> Sequence[File]:
-        stmt = select(File)
-        if owner_id is not None:
-            stmt = stmt.where(File.owner_id == owner_id)
-        stmt = page(stmt, created_at=File.created_at, row_id=File.id, cursor=cursor, limit=limit)
+        stmt = page_statement(owner_id=owner_id, cursor=cursor, limit=limit)
         return (await self.session.execute(stmt)).scalars().all()
 
     async def delete(self, file_id: str) -> None:
@@ -77,6 +74,14 @@ class FileRepository:
             .returning(File.id)
         )
         return (await self.session.execute(stmt)).scalar_one_or_none() is not None
+
+
+def page_statement(*, owner_id: str | None, cursor: str | None, limit: int) -> Select[File]:
+    """Newest first, after the cursor: a range of one of the (…, created_at, id) indexes (see the models)."""
+    stmt = select(File)
+    if owner_id is not None:
+        stmt = stmt.where(File.owner_id == owner_id)
+    return page(stmt, created_at=File.created_at, row_id=File.id, cursor=cursor, limit=limit)
 
 
 def _by_id(file_id: str, owner_id: str | None) -> Select[File]:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, case, insert, literal_column, or_, select, update
+from sqlalchemy import Integer, Select, bindparam, case, insert, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lapse.db.base import UTCDateTime
@@ -64,12 +64,7 @@ class LinkRepository:
     async def page(
         self, *, owner_id: str | None, file_id: str | None, cursor: str | None, limit: int
     ) -> Sequence[Link]:
-        stmt = select(Link)
-        if owner_id is not None:
-            stmt = stmt.where(Link.owner_id == owner_id)
-        if file_id is not None:
-            stmt = stmt.where(Link.file_id == file_id)
-        stmt = page(stmt, created_at=Link.created_at, row_id=Link.id, cursor=cursor, limit=limit)
+        stmt = page_statement(owner_id=owner_id, file_id=file_id, cursor=cursor, limit=limit)
         return (await self.session.execute(stmt)).scalars().all()
 
     async def find_by_token(self, token_hash: str) -> tuple[Link, File | None] | None:
@@ -89,3 +84,13 @@ class LinkRepository:
     async def revoke(self, link_id: str, now: datetime) -> None:
         stmt = update(Link).where(Link.id == link_id, Link.revoked_at.is_(None)).values(revoked_at=now)
         await self.session.execute(stmt.execution_options(synchronize_session=False))
+
+
+def page_statement(*, owner_id: str | None, file_id: str | None, cursor: str | None, limit: int) -> Select[Link]:
+    """Newest first, after the cursor: a range of one of the (…, created_at, id) indexes (see the models)."""
+    stmt = select(Link)
+    if owner_id is not None:
+        stmt = stmt.where(Link.owner_id == owner_id)
+    if file_id is not None:
+        stmt = stmt.where(Link.file_id == file_id)
+    return page(stmt, created_at=Link.created_at, row_id=Link.id, cursor=cursor, limit=limit)

@@ -3,13 +3,16 @@
 import os
 import time
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from sqlalchemy import update
+from sqlalchemy import event, update
 
+from lapse import metrics, sweeper
 from lapse.app import create_app
 from lapse.db.base import utc_now
 from lapse.db.models import File, Link
@@ -141,9 +144,68 @@ async def test_the_delete_re_checks_for_a_live_link(alice: ApiClient, runtime: R
     cutoff = utc_now() - HOUR
     async with transaction(runtime.sessions) as session:
         repo = FileRepository(session)
-        assert [f.id for f in await repo.abandoned(cutoff=cutoff, limit=10)] == [old["file_id"]]
+        assert await repo.abandoned_ids(cutoff=cutoff, after="", limit=10) == [old["file_id"]]
     fresh = await alice.link(old["file_id"])
     async with transaction(runtime.sessions) as session:
         assert not await FileRepository(session).delete_if_abandoned(old["file_id"], cutoff=cutoff)
     assert await file_ids(alice) == {old["file_id"]}
     assert fresh["state"] == "active"
+
+
+async def test_a_pass_never_holds_the_write_lock_across_a_scan(
+    alice: ApiClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Candidates are read in transactions that take no write lock; deletions go a few at a time, each batch in a
+    short write transaction of its own. Statements are watched as the database driver gets them."""
+    monkeypatch.setattr(sweeper, "DELETE_BATCH", 3)
+    monkeypatch.setattr(sweeper, "SCAN_BATCH", 4)
+    for i in range(10):
+        await alice.upload(f"{i}".encode())
+    sqlite = runtime.engine.url.get_backend_name() == "sqlite"
+    transactions: list[list[str]] = []
+
+    def before(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith(("BEGIN", "SAVEPOINT")) or not transactions:
+            transactions.append([])
+        transactions[-1].append(statement)
+
+    def began(_connection: Any) -> None:
+        transactions.append(["BEGIN"])  # PostgreSQL's BEGIN is the driver's own; SQLite's comes through `before`
+
+    event.listen(runtime.engine.sync_engine, "before_cursor_execute", before)
+    if not sqlite:
+        event.listen(runtime.engine.sync_engine, "begin", began)
+    try:
+        report = await sweep_once(runtime.sessions, runtime.storage, grace=HOUR, now=utc_now() + 2 * HOUR)
+    finally:
+        event.remove(runtime.engine.sync_engine, "before_cursor_execute", before)
+        if not sqlite:
+            event.remove(runtime.engine.sync_engine, "begin", began)
+    assert report.files == 10
+    assert await file_ids(alice) == set()
+    scans = [t for t in transactions if any("ORDER BY files.id" in s for s in t)]
+    deletes = [t for t in transactions if any(s.startswith("DELETE FROM files") for s in t)]
+    assert len(scans) == 3  # 4 + 4 + 2 candidates
+    assert all(not any(s.startswith(("DELETE", "UPDATE", "INSERT")) for s in t) for t in scans)
+    if sqlite:
+        assert [t[0] for t in scans] == ["BEGIN"] * 3, scans  # deferred: no write lock while scanning
+        assert [t[0] for t in deletes] == ["BEGIN IMMEDIATE"] * 5, deletes
+    assert len(deletes) == 5  # 3 + 1 and 3 + 1 from the two full scans, 2 from the last: each its own transaction
+    assert all(sum(s.startswith("DELETE FROM files") for s in t) <= 3 for t in deletes)
+
+
+def test_one_worker_per_host_holds_the_sweep(tmp_path: Path) -> None:
+    lock = tmp_path / "sweeper.lock"
+    with sweeper._host_lock(lock) as first, sweeper._host_lock(lock) as second:
+        assert first()
+        assert not second()  # another worker of the same host stands by
+    with sweeper._host_lock(lock) as third:
+        assert third()  # the first let go when it stopped
+
+
+async def test_what_is_swept_is_counted_in_metrics(alice: ApiClient, http: httpx.AsyncClient, runtime: Runtime) -> None:
+    await alice.upload(b"unlinked")
+    before = metrics.SWEPT_FILES._value.get()
+    assert (await sweep_once(runtime.sessions, runtime.storage, grace=HOUR, now=utc_now() + 2 * HOUR)).files == 1
+    assert metrics.SWEPT_FILES._value.get() - before == 1
+    assert "lapse_swept_files_total" in (await http.get("/metrics")).text

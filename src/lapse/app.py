@@ -62,6 +62,7 @@ def create_app(
                         runtime.storage,
                         interval=settings.sweep_interval,
                         grace=settings.sweep_grace,
+                        lock_path=settings.data_dir / "sweeper.lock",
                     )
                 )
             try:

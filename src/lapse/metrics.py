@@ -19,6 +19,8 @@ DOWNLOADS = Counter("lapse_downloads", "Downloads counted, each committed before
 UPLOADS = Counter("lapse_uploads", "Files stored.")
 UPLOAD_BYTES = Counter("lapse_upload_bytes", "Bytes of the files stored.")
 LINKS = Counter("lapse_links", "Links made.")
+SWEPT_FILES = Counter("lapse_swept_files", "Files the sweeper deleted: no live link needed them any more.")
+SWEPT_BLOBS = Counter("lapse_swept_blobs", "Orphan blobs and stale temporary files the sweeper deleted.")
 UNAVAILABLE = Counter("lapse_unavailable", "Requests answered 503: the database, storage or Redis was away.")
 
 

@@ -41,6 +41,8 @@ async def test_uploads_links_and_counted_downloads(alice: ApiClient, http: httpx
         "lapse_links_total": 1,
         "lapse_downloads_total": 1,
         "lapse_unavailable_total": 0,
+        "lapse_swept_files_total": 0,
+        "lapse_swept_blobs_total": 0,
     }
 
 

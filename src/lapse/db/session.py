@@ -60,7 +60,20 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "lapse_read_only"  # an execution option: on SQLite, BEGIN without the write lock
+
+
+@asynccontextmanager
+async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A transaction that only reads: on SQLite it takes no write lock, so a long read (a scan) never makes a
+    writer wait (WAL readers and the writer do not block each other). It must not write."""
+    async with sessions() as session:  # closing it ends the transaction
+        await session.connection(execution_options={READ_ONLY: True})  # begins it, with the option seen
+        yield session
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

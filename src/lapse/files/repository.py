@@ -52,14 +52,24 @@ class FileRepository:
     async def storage_keys(self) -> set[str]:
         return set((await self.session.execute(select(File.storage_key))).scalars().all())
 
-    async def abandoned(self, *, cutoff: datetime, limit: int) -> Sequence[File]:
-        """Files created before cutoff with no link that was still alive at cutoff, held (FOR UPDATE on
-        PostgreSQL) until the transaction ends; a file whose link is being made right now is held by that, and
-        skipped. Delete each with `delete_if_abandoned`, which re-checks."""
+    async def abandoned_ids(self, *, cutoff: datetime, after: str, limit: int) -> Sequence[str]:
+        """Ids (above `after`, in order) of files created before cutoff with no link that was still alive at
+        cutoff. Only a candidate list: read it without holding anything, then `hold_abandoned` a few at a time."""
+        stmt = (
+            select(File.id)
+            .where(File.id > after, File.created_at < cutoff, ~exists().where(_alive_link(cutoff)))
+            .order_by(File.id)
+            .limit(limit)
+        )
+        return (await self.session.execute(stmt)).scalars().all()
+
+    async def hold_abandoned(self, file_ids: Sequence[str], *, cutoff: datetime) -> Sequence[File]:
+        """Those of `file_ids` still abandoned, held (FOR UPDATE on PostgreSQL) until the transaction ends; a file
+        whose link is being made right now is held by that, and skipped. Delete each with `delete_if_abandoned`,
+        which re-checks."""
         stmt = (
             select(File)
-            .where(File.created_at < cutoff, ~exists().where(_alive_link(cutoff)))
-            .limit(limit)
+            .where(File.id.in_(file_ids), File.created_at < cutoff, ~exists().where(_alive_link(cutoff)))
             .with_for_update(skip_locked=True)
         )
         return (await self.session.execute(stmt)).scalars().all()

@@ -48,3 +48,19 @@ async def test_script_and_xml_types_are_served_as_octet_stream(
 async def test_inert_types_are_echoed(alice: ApiClient, http: httpx.AsyncClient, declared: str) -> None:
     response = await served_as(alice, http, declared)
     assert response.headers["content-type"] == declared
+
+
+@pytest.mark.parametrize(
+    ("declared", "stored"),
+    [
+        ("Text/X-JavaScript; charset=utf-8", "text/x-javascript"),  # what the owner said, bare; never served
+        ("image/png,text/html", "application/octet-stream"),  # a list is no type at all
+        ("image", "application/octet-stream"),
+    ],
+)
+async def test_the_file_records_the_declared_bare_type(
+    alice: ApiClient, http: httpx.AsyncClient, declared: str, stored: str
+) -> None:
+    file = await alice.upload(PAYLOAD, name="payload.bin", content_type=declared)
+    assert file["content_type"] == stored
+    assert (await served_as(alice, http, declared)).headers["content-type"] == "application/octet-stream"

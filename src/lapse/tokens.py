@@ -1,11 +1,14 @@
-"""Secrets that travel: link tokens, API keys and grants. Only HMACs of tokens and keys are stored."""
+"""Secrets that travel: link tokens, API keys, grants and the web page's signed values. Only HMACs of tokens and
+keys are stored."""
 
-import base64
+import functools
 import hashlib
 import hmac
 import re
 import secrets
 from datetime import datetime
+
+from itsdangerous import BadSignature, Signer
 
 _EXPIRY = re.compile(r"[0-9]{1,12}")
 TOKEN_BYTES = 24  # 192 bits: far past the 128 that make guessing hopeless
@@ -44,30 +47,62 @@ def hash_secret(server_secret: bytes, value: str) -> str:
     return hmac.new(server_secret, value.encode(), hashlib.sha256).hexdigest()
 
 
+class PurposeSigner:
+    """Dotted fields plus an HMAC-SHA256, for one purpose only: grants, web sessions, sign-in forms and CSRF
+    tokens each sign under a salt of their own, so a value of one kind never verifies as another.
+
+    itsdangerous does the signing (key derivation, base64url, constant-time compare) rather than an HMAC scheme
+    per use; expiry stays with each caller, whose rules differ (a grant names its end, a session its start).
+    """
+
+    def __init__(self, server_secret: bytes, purpose: str) -> None:
+        # itsdangerous's "hmac" key derivation, done once here: it would redo it on every call, and a grant is
+        # checked on every download.
+        key = hmac.new(server_secret, f"lapse.{purpose}.v2".encode(), hashlib.sha256).digest()
+        self._signer = Signer(key, key_derivation="none", digest_method=hashlib.sha256)
+
+    def sign(self, *fields: str) -> str:
+        return self._signer.sign(".".join(fields)).decode()
+
+    def unsign(self, value: str, *, fields: int) -> list[str] | None:
+        """The fields, if the value is ours, for this purpose, unaltered and has that many; else None."""
+        if not value.isascii():  # every value we sign is; anything else is forged (and want_bytes could raise)
+            return None
+        try:
+            parts = self._signer.unsign(value).decode().split(".")
+        except BadSignature:
+            return None
+        return parts if len(parts) == fields else None
+
+    def mac(self, value: str) -> str:
+        """Just the signature, for a token that stands for a value the server already knows (CSRF)."""
+        return self._signer.get_signature(value).decode()
+
+    def verify_mac(self, value: str, presented: str) -> bool:
+        return presented.isascii() and self._signer.verify_signature(value, presented)
+
+
+@functools.lru_cache(maxsize=32)  # a few purposes per secret; deriving the signer on every request is waste
+def purpose_signer(server_secret: bytes, purpose: str) -> PurposeSigner:
+    return PurposeSigner(server_secret, purpose)
+
+
 class GrantSigner:
     """A grant lets one link's holder resume with Range requests for a while without spending a download.
 
-    Format: `<link_id>.<expiry unix seconds>.<base64url HMAC>`; it names the link, so a grant for one link is
+    Format: `<link_id>.<expiry unix seconds>.<signature>`; it names the link, so a grant for one link is
     worthless on another.
     """
 
     def __init__(self, server_secret: bytes) -> None:
-        self._key = hmac.new(server_secret, b"lapse-grant-v1", hashlib.sha256).digest()
-
-    def _mac(self, link_id: str, expires: int) -> str:
-        digest = hmac.new(self._key, f"{link_id}.{expires}".encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        self._signer = purpose_signer(server_secret, "grant")
 
     def sign(self, link_id: str, expires_at: datetime) -> str:
-        expires = int(expires_at.timestamp())
-        return f"{link_id}.{expires}.{self._mac(link_id, expires)}"
+        return self._signer.sign(link_id, str(int(expires_at.timestamp())))
 
     def verify(self, grant: str, *, link_id: str, now: datetime) -> bool:
-        parts = grant.split(".")
+        parts = self._signer.unsign(grant, fields=2)
         # ASCII digits only, and few: str.isdigit() also takes "²", which int() refuses.
-        if len(parts) != 3 or parts[0] != link_id or not _EXPIRY.fullmatch(parts[1]):
+        if parts is None or parts[0] != link_id or not _EXPIRY.fullmatch(parts[1]):
             return False
-        expires = int(parts[1])
-        if expires <= now.timestamp():
-            return False
-        return same_secret(self._mac(link_id, expires), parts[2])
+        return int(parts[1]) > now.timestamp()

@@ -17,26 +17,8 @@ from urllib.parse import quote
 
 from starlette.datastructures import Headers
 
-# Types a browser would run or render as a page; they are served as opaque bytes, whatever was declared.
-ACTIVE_TYPES = frozenset(
-    {
-        "text/html",
-        "application/xhtml+xml",
-        "image/svg+xml",
-        "text/xml",
-        "application/xml",
-        "text/javascript",
-        "application/javascript",
-        "application/ecmascript",
-        "text/ecmascript",
-        "application/x-shockwave-flash",
-        "text/xsl",
-        "application/pdf",
-        "multipart/x-mixed-replace",
-        "text/vtt",
-        "application/wasm",
-    }
-)
+from lapse.content_types import served_type as served_type  # re-exported: the download modules call it here
+
 MAX_RANGES = 16  # more, or a malformed set, and the whole file is sent (CVE-2011-3192)
 MAX_RANGE_HEADER = 1024
 
@@ -60,10 +42,6 @@ def content_disposition(filename: str) -> str:
     fallback = _NOT_TOKEN_SAFE.sub("_", name).strip() or "download"
     encoded = quote(name.encode("utf-8"), safe=_ATTR_CHARS)
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
-
-
-def served_type(content_type: str) -> str:
-    return "application/octet-stream" if content_type in ACTIVE_TYPES else content_type
 
 
 @functools.lru_cache(maxsize=4096)  # pure; a file's dates repeat on every download of it

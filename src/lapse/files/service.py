@@ -1,32 +1,31 @@
 """Files: upload (durable before visible), read, list, delete."""
 
 import mimetypes
-import re
 from collections.abc import AsyncIterable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lapse import metrics
+from lapse.content_types import OCTET_STREAM, media_type
 from lapse.db.models import ApiKey, File
 from lapse.errors import NotFound
 from lapse.files.repository import FileRepository
 from lapse.storage import Storage
 from lapse.text import clean_filename
 
-_MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
-
 
 def normalise_content_type(declared: str | None, filename: str) -> str:
-    """A bare `type/subtype`, lower-case, or a guess from the name; anything odd becomes octet-stream.
+    """The declared type as a bare `type/subtype`, lower case, or a guess from the name; octet-stream otherwise.
 
-    Parameters and lists are dropped, so tricks like `image/png,text/html` (Jirafeau CVE-2025-7066) never reach
-    a response header.
+    What is stored is what the uploader said (the owner sees it in listings); what a download carries is decided
+    again by lapse.content_types.served_type, which lets only inert types through. Lists such as
+    `image/png,text/html` (Jirafeau CVE-2025-7066) and parameters are never stored.
     """
-    media_type = (declared or "").split(";", 1)[0].strip().lower()
-    if media_type and media_type != "application/octet-stream" and _MEDIA_TYPE.match(media_type):
-        return media_type
+    media = media_type(declared)
+    if media is not None and media != OCTET_STREAM:
+        return media
     guessed, _ = mimetypes.guess_type(filename, strict=False)
-    return guessed or "application/octet-stream"
+    return media_type(guessed) or OCTET_STREAM
 
 
 def no_such_file() -> NotFound:

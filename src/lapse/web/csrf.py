@@ -5,16 +5,13 @@ id with a key only the server holds, so another site cannot know it; and a brows
 `Sec-Fetch-Site`), when present, must name this site. SameSite=Strict on the session cookie is a third layer.
 """
 
-import base64
-import hashlib
-import hmac
 from urllib.parse import parse_qsl
 
 from pydantic import AnyHttpUrl
 from starlette.requests import Request
 
 from lapse.errors import Forbidden, InvalidInput, TooLarge, UnsupportedMedia
-from lapse.tokens import same_secret
+from lapse.tokens import purpose_signer
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
@@ -24,18 +21,13 @@ MAX_FORM_FIELDS = 32
 REFUSED = "This form has expired or did not come from this site. Reload the page and try again."
 
 
-def _key(server_secret: bytes) -> bytes:
-    return hmac.new(server_secret, b"lapse-web-csrf-v1", hashlib.sha256).digest()
-
-
 def token_for(server_secret: bytes, binding: str) -> str:
-    """The token for one session (or one sign-in attempt): an HMAC of its id, so nothing needs storing."""
-    digest = hmac.new(_key(server_secret), binding.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    """The token for one session (or one sign-in attempt): a signature of its id, so nothing needs storing."""
+    return purpose_signer(server_secret, "csrf").mac(binding)
 
 
 def verify_token(server_secret: bytes, binding: str, presented: str | None) -> None:
-    if not presented or not same_secret(token_for(server_secret, binding), presented):
+    if not presented or not purpose_signer(server_secret, "csrf").verify_mac(binding, presented):
         raise Forbidden(REFUSED)
 
 

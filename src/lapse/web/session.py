@@ -1,14 +1,13 @@
 """The browser's session: a signed cookie that names an API key by id — never the key itself.
 
-Cookie value: `<sid>.<key id>.<issued unix seconds>.<base64url HMAC>`, keyed by a key derived from the server
-secret, so it cannot be forged or altered, and every replica with the same secret accepts it. The key is loaded
-again on every request, so revoking it ends its sessions at once. `sid` is random per sign-in: the CSRF token is
-derived from it, and a new sign-in never reuses an old session's (no session fixation).
+Cookie value: `<sid>.<key id>.<issued unix seconds>.<signature>`, signed by lapse.tokens.purpose_signer for this
+purpose alone, so it cannot be forged or altered, a grant or CSRF token is never taken for one, and every replica
+with the same secret accepts it. The key is loaded again on every request, so revoking it ends its sessions at
+once. `sid` is random per sign-in: the CSRF token is derived from it, and a new sign-in never reuses an old
+session's (no session fixation).
 """
 
-import base64
-import hashlib
-import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +20,7 @@ from lapse.db.base import utc_now
 from lapse.db.models import ApiKey
 from lapse.errors import Forbidden, Unauthorized
 from lapse.keys import service as keys_service
-from lapse.tokens import same_secret
+from lapse.tokens import purpose_signer
 from lapse.web import csrf
 from lapse.web.render import root_path
 
@@ -33,26 +32,6 @@ SESSION_TTL = timedelta(hours=12)
 SIGN_IN_TTL = timedelta(hours=1)
 
 
-class CookieSigner:
-    def __init__(self, server_secret: bytes, purpose: str) -> None:
-        self._key = hmac.new(server_secret, f"lapse-web-{purpose}-v1".encode(), hashlib.sha256).digest()
-
-    def _mac(self, payload: str) -> str:
-        digest = hmac.new(self._key, payload.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-    def sign(self, *fields: str) -> str:
-        payload = ".".join(fields)
-        return f"{payload}.{self._mac(payload)}"
-
-    def unsign(self, value: str, *, fields: int) -> list[str] | None:
-        payload, _, mac = value.rpartition(".")
-        parts = payload.split(".")
-        if len(parts) != fields or not same_secret(self._mac(payload), mac):
-            return None
-        return parts
-
-
 @dataclass(frozen=True, slots=True)
 class WebSession:
     sid: str
@@ -60,13 +39,16 @@ class WebSession:
     issued_at: int
 
 
+_SECONDS = re.compile(r"[0-9]{1,12}")  # ASCII digits: str.isdigit() also takes "²", which int() refuses
+
+
 def _issued_in_time(issued: str, ttl: timedelta, now: datetime) -> bool:
-    return issued.isdigit() and 0 <= now.timestamp() - int(issued) < ttl.total_seconds()
+    return _SECONDS.fullmatch(issued) is not None and 0 <= now.timestamp() - int(issued) < ttl.total_seconds()
 
 
 def read_session(request: Request, server_secret: bytes, now: datetime) -> WebSession | None:
     value = request.cookies.get(SESSION_COOKIE)
-    parts = CookieSigner(server_secret, "session").unsign(value, fields=3) if value else None
+    parts = purpose_signer(server_secret, "session").unsign(value, fields=3) if value else None
     if parts is None or not _issued_in_time(parts[2], SESSION_TTL, now):
         return None
     return WebSession(sid=parts[0], key_id=parts[1], issued_at=int(parts[2]))
@@ -89,7 +71,7 @@ def _set(response: Response, request: Request, name: str, value: str, *, ttl: ti
 
 
 def start_session(response: Response, request: Request, server_secret: bytes, key: ApiKey, now: datetime) -> None:
-    value = CookieSigner(server_secret, "session").sign(secrets.token_urlsafe(18), key.id, str(int(now.timestamp())))
+    value = purpose_signer(server_secret, "session").sign(secrets.token_urlsafe(18), key.id, str(int(now.timestamp())))
     _set(response, request, SESSION_COOKIE, value, ttl=SESSION_TTL, path=_cookie_path(request))
     response.delete_cookie(SIGN_IN_COOKIE, path=sign_in_path(request))
 
@@ -105,7 +87,7 @@ def sign_in_path(request: Request) -> str:
 
 def sign_in_nonce(request: Request, server_secret: bytes, now: datetime) -> str | None:
     value = request.cookies.get(SIGN_IN_COOKIE)
-    parts = CookieSigner(server_secret, "sign-in").unsign(value, fields=2) if value else None
+    parts = purpose_signer(server_secret, "sign-in").unsign(value, fields=2) if value else None
     if parts is None or not _issued_in_time(parts[1], SIGN_IN_TTL, now):
         return None
     return parts[0]
@@ -114,7 +96,7 @@ def sign_in_nonce(request: Request, server_secret: bytes, now: datetime) -> str 
 def remember_sign_in_nonce(
     response: Response, request: Request, server_secret: bytes, nonce: str, now: datetime
 ) -> None:
-    value = CookieSigner(server_secret, "sign-in").sign(nonce, str(int(now.timestamp())))
+    value = purpose_signer(server_secret, "sign-in").sign(nonce, str(int(now.timestamp())))
     _set(response, request, SIGN_IN_COOKIE, value, ttl=SIGN_IN_TTL, path=sign_in_path(request))
 
 

@@ -3,7 +3,7 @@ inert, goes out as application/octet-stream, however it is spelled."""
 
 import pytest
 
-from lapse.api.serving import served_type
+from lapse.content_types import served_type
 
 OCTET = "application/octet-stream"
 

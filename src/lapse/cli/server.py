@@ -82,6 +82,7 @@ def serve(
             reload=reload,
             proxy_headers=False,  # lapse.middleware.ProxyHeadersMiddleware honours LAPSE_TRUSTED_PROXIES instead
             server_header=False,
+            ws="none",  # no WebSocket routes: an upgrade is answered as plain HTTP, and no websockets code loads
             http=http_protocol(),  # uvicorn's httptools protocol + head timeout, connection cap, zero-copy sends
             log_level=settings.log_level,
         )

@@ -16,6 +16,11 @@ running in its thread, and a number closed under it could be reused by another c
 would then go out here. The duplicates are closed only once no burst holds them. Then the body is completed through
 uvicorn's `send` (an empty last piece), so its bookkeeping — Content-Length, keep-alive, the next pipelined
 request — stays its own.
+
+Out of descriptors: both are taken when the request starts, before the app counts a download (a GET or POST that
+cannot have them is not offered the extension; FileResponse sends the file the app already opened). Whatever
+still fails once the headers are out aborts the connection with a reset: uvicorn would close it cleanly, and a
+client reading to the end of the connection would take the headers and a short body for a whole download.
 """
 
 import asyncio

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     # redirect: it counts, then answers 302 to the store's presigned URL (inline where the store has none)
     delivery: Literal["inline", "accel", "redirect"] = "inline"
     accel_prefix: str = "/_lapse/blobs/"  # nginx's internal location for blobs (deploy/nginx/lapse.conf)
+    # `lapse serve` (lapse.protocol): how long a connection may take to send a request's head, counted from its
+    # start or its last answer; and open connections per worker (unset: half the process's descriptor limit).
+    header_timeout: Annotated[Duration, Field(gt=timedelta(0))] = timedelta(seconds=10)
+    max_connections: int | None = Field(default=None, ge=1)
 
     @field_validator("default_ttl", "max_ttl", "grant_ttl", "sweep_interval")
     @classmethod

@@ -16,11 +16,19 @@ running in its thread, and a number closed under it could be reused by another c
 would then go out here. The duplicates are closed only once no burst holds them. Then the body is completed through
 uvicorn's `send` (an empty last piece), so its bookkeeping — Content-Length, keep-alive, the next pipelined
 request — stays its own.
+
+Out of descriptors: both are taken when the request starts, before the app counts a download (a GET or POST that
+cannot have them is not offered the extension; FileResponse sends the file the app already opened). Whatever
+still fails once the headers are out aborts the connection with a reset: uvicorn would close it cleanly, and a
+client reading to the end of the connection would take the headers and a short body for a whole download.
 """
 
 import asyncio
+import contextlib
 import errno
 import os
+import socket
+import struct
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -56,20 +64,71 @@ class ZeroCopyHttpToolsProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         sock = self.transport.get_extra_info("socket")
-        if sock is not None and self.scheme == "http":  # TLS encrypts in user space: no sendfile
+        send: _ZeroCopySend | None = None
+        # TLS encrypts in user space: no sendfile. Only a GET (or a password POST) sends a file's bytes.
+        if sock is not None and self.scheme == "http" and cycle.scope["method"] in ("GET", "POST"):
+            send = _ZeroCopySend.reserving(cycle, cycle.send, sock.fileno())
+        if send is not None:
             cycle.scope["extensions"] = {**cycle.scope.get("extensions", {}), EXTENSION: {}}
             # An instance attribute: `run_asgi` hands the app `self.send`, so this is the one the app gets.
-            cycle.send = _ZeroCopySend(cycle, cycle.send, sock.fileno())  # type: ignore[method-assign]
-        super()._start_asgi_task(cycle, app)
+            cycle.send = send  # type: ignore[method-assign]
+        super()._start_asgi_task(cycle, _Guarded(app, cycle, send))
+
+
+class _Guarded:
+    """The app, run so that an answer it cannot finish is ABORTED (a reset), never closed as if it were whole: a
+    client reading to the end of the connection (HTTP/1.0 style) would take a clean close after the headers for
+    a complete, maybe empty, file. uvicorn closes cleanly then, so this acts first. It also releases the
+    descriptors the request reserved, once nothing sends from them."""
+
+    __slots__ = ("app", "cycle", "send")
+
+    def __init__(self, app: Any, cycle: RequestResponseCycle, send: "_ZeroCopySend | None") -> None:
+        self.app = app
+        self.cycle = cycle
+        self.send = send
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            cycle = self.cycle
+            if cycle.response_started and not cycle.response_complete and not cycle.disconnected:
+                abort(cycle.transport)
+            if self.send is not None:
+                self.send.fds.release()
+
+
+def abort(transport: Any) -> None:
+    """Close the connection with a reset (RST), which no client mistakes for the end of a response."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and not transport.is_closing():
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 class _ZeroCopySend:
-    __slots__ = ("cycle", "send", "socket_fd")
+    __slots__ = ("cycle", "fds", "send")
 
-    def __init__(self, cycle: RequestResponseCycle, send: Callable[[Any], Any], socket_fd: int) -> None:
+    def __init__(self, cycle: RequestResponseCycle, send: Callable[[Any], Any], fds: "_Descriptors") -> None:
         self.cycle = cycle
         self.send = send
-        self.socket_fd = socket_fd
+        self.fds = fds
+
+    @classmethod
+    def reserving(
+        cls, cycle: RequestResponseCycle, send: Callable[[Any], Any], socket_fd: int
+    ) -> "_ZeroCopySend | None":
+        """The send, with the descriptors a zero-copy send needs reserved now, before the app counts anything;
+        None when the process has none to spare: then the app is not offered the extension and sends through
+        FileResponse, from the file it already opened, which needs no new descriptor."""
+        try:
+            return cls(cycle, send, _Descriptors(socket_fd))
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            return None
 
     async def __call__(self, message: Any) -> None:
         if message["type"] != EXTENSION:
@@ -101,10 +160,8 @@ class _ZeroCopySend:
         if not _open(cycle):
             _drop(cycle)
             return
-        # No await since that check: the connection's descriptor is still open and still this connection's (once
-        # closed, its number may go to the next connection accepted).
-        fds = _Descriptors(self.socket_fd, file_fd)
-        if not await _sendfile(fds, offset, count, still_open=lambda: _open(cycle)):
+        self.fds.hold(file_fd)
+        if not await _sendfile(self.fds, offset, count, still_open=lambda: _open(cycle)):
             _drop(cycle)
             return
         cycle.expected_content_length -= count
@@ -137,35 +194,49 @@ async def _flushed(cycle: RequestResponseCycle) -> None:
 
 
 class _Descriptors:
-    """Duplicates of the socket and the file, closed once the last burst that uses them has returned."""
+    """A duplicate of the socket and a slot for one of the file, both taken when the request starts: once the
+    response is under way, nothing may fail for want of a descriptor. `hold` puts the file in the slot with dup2,
+    onto a number this owns (that cannot run out). Closed once the request is done and no burst uses them."""
 
-    def __init__(self, socket_fd: int, file_fd: int) -> None:
+    def __init__(self, socket_fd: int) -> None:
         self.socket = os.dup(socket_fd)
         try:
-            self.file = os.dup(file_fd)
+            self.file = os.dup(socket_fd)  # a placeholder until `hold`
         except BaseException:
             os.close(self.socket)
             raise
+        self.burst: asyncio.Future[int] | None = None
+        self.closed = False
 
-    def close(self, burst: "asyncio.Future[int] | None" = None) -> None:
+    def hold(self, file_fd: int) -> None:
+        os.dup2(file_fd, self.file, inheritable=False)
+
+    def release(self) -> None:
+        if self.burst is not None and not self.burst.done():  # cancelled while a burst runs: it still holds them
+            self.burst.add_done_callback(self._close)
+        else:
+            self._close()
+
+    def _close(self, burst: "asyncio.Future[int] | None" = None) -> None:
         if burst is not None and not burst.cancelled():
             burst.exception()  # retrieved: nobody awaits the burst of a task that was cancelled meanwhile
-        os.close(self.socket)
-        os.close(self.file)
+        if not self.closed:
+            self.closed = True
+            os.close(self.socket)
+            os.close(self.file)
 
 
 async def _sendfile(fds: _Descriptors, offset: int, count: int, *, still_open: Callable[[], bool]) -> bool:
-    """Send `count` bytes of the file from `offset`, then close `fds`; False when the client went away first
-    (the socket's error says so, or uvicorn saw it: our duplicate keeps the socket open after uvicorn closed its
-    own, so a burst alone would not notice a connection uvicorn dropped)."""
+    """Send `count` bytes of the file from `offset`; False when the client went away first (the socket's error
+    says so, or uvicorn saw it: our duplicate keeps the socket open after uvicorn closed its own, so a burst
+    alone would not notice a connection uvicorn dropped)."""
     loop = asyncio.get_running_loop()
-    in_thread: asyncio.Future[int] | None = None
     end = offset + count
     try:
         while offset < end:
             size = min(end - offset, MAX_BURST)
-            in_thread = loop.run_in_executor(_BURSTS, _burst, fds.socket, fds.file, offset, size)
-            offset += await asyncio.shield(in_thread)
+            fds.burst = loop.run_in_executor(_BURSTS, _burst, fds.socket, fds.file, offset, size)
+            offset += await asyncio.shield(fds.burst)
             while offset < end:  # until the socket takes more, looking at the connection every LOOK_AGAIN
                 writable = await _writable(loop, fds.socket)
                 if not still_open():
@@ -176,11 +247,6 @@ async def _sendfile(fds: _Descriptors, offset: int, count: int, *, still_open: C
         if exc.errno in _GONE:
             return False
         raise
-    finally:
-        if in_thread is not None and not in_thread.done():  # cancelled while a burst runs: it still holds them
-            in_thread.add_done_callback(fds.close)
-        else:
-            fds.close()
     return True
 
 

@@ -32,13 +32,37 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+    header_timeout: Annotated[
+        str | None,
+        typer.Option(
+            help="How long a connection may take to send a whole request head, from its start or its last answer"
+            " (30s, 1m); then it is closed (408 if it began one). Default: LAPSE_HEADER_TIMEOUT, else 10s.",
+            show_default=False,
+        ),
+    ] = None,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Open connections per worker. Past it a new connection closes the one that has waited longest"
+            " for a request head, or gets 503 if all are busy. Default: LAPSE_MAX_CONNECTIONS, else half the"
+            " process's open-file limit (ulimit -n).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Bring the schema up to date, make a first admin key if there is none, and serve."""
     import uvicorn
 
     from lapse.db.session import transaction
     from lapse.keys import service as keys_service
+    from lapse.protocol import http_protocol
 
+    # Through the environment: the workers read their settings from it (lapse.protocol.limits).
+    if header_timeout is not None:
+        os.environ["LAPSE_HEADER_TIMEOUT"] = header_timeout
+    if max_connections is not None:
+        os.environ["LAPSE_MAX_CONNECTIONS"] = str(max_connections)
     settings = load_settings()
     migrate(settings)
 
@@ -58,7 +82,8 @@ def serve(
             reload=reload,
             proxy_headers=False,  # lapse.middleware.ProxyHeadersMiddleware honours LAPSE_TRUSTED_PROXIES instead
             server_header=False,
-            http="lapse.zerocopy:ZeroCopyHttpToolsProtocol",  # uvicorn's httptools protocol + zero-copy file sends
+            ws="none",  # no WebSocket routes: an upgrade is answered as plain HTTP, and no websockets code loads
+            http=http_protocol(),  # uvicorn's httptools protocol + head timeout, connection cap, zero-copy sends
             log_level=settings.log_level,
         )
 

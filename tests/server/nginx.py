@@ -38,13 +38,19 @@ http {{
 """
 
 
-def site_config(*, lapse_port: int, port: int, blobs: Path, replace: Mapping[str, str] | None = None) -> str:
-    """deploy/nginx/lapse.conf with its placeholders (and `replace`'s strings) replaced; each must be there."""
+def site_config(
+    *, lapse_port: int, port: int, blobs: Path, root: Path, replace: Mapping[str, str] | None = None
+) -> str:
+    """deploy/nginx/lapse.conf with its placeholders (and `replace`'s strings) replaced; each must be there. Its
+    access log goes to `root`/site.access.log, beside the tests' own (which names the location that answered)."""
     text = DEPLOY_CONF.read_text()
     replacements = {
         "server 127.0.0.1:8000;": f"server 127.0.0.1:{lapse_port};",
         "listen 80;": f"listen 127.0.0.1:{port};",
         "/var/lib/lapse/data/blobs/": f"{blobs}/",
+        "access_log /var/log/nginx/lapse.access.log lapse;": (
+            f"access_log {root}/site.access.log lapse; access_log {root}/nginx.access.log accel;"
+        ),
         **(replace or {}),
     }
     for old, new in replacements.items():
@@ -76,7 +82,9 @@ class Nginx:
         assert binary is not None, "nginx is not on PATH (.ci/run installs nginx-light)"
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        site = site_config(lapse_port=self.lapse.port, port=self.port, blobs=self.lapse.blobs, replace=self.replace)
+        site = site_config(
+            lapse_port=self.lapse.port, port=self.port, blobs=self.lapse.blobs, root=self.root, replace=self.replace
+        )
         (self.root / "lapse.conf").write_text(site)
         user = "user root;" if os.geteuid() == 0 else ""  # as root, workers would drop to nobody: no blobs for them
         conf = self.root / "nginx.conf"

@@ -369,3 +369,29 @@ async def test_a_password_post_is_counted_and_sent_by_nginx(proxied: Proxied) ->
             assert (await client.post(path, data={"password": "open sesame"})).status_code == 410
     assert await downloads(proxied, link) == 1
     assert (await answered_by(proxied, path, 3))[1] == "whole"
+
+
+async def test_nginx_access_log_holds_no_token_or_secret(proxied: Proxied) -> None:
+    """The shipped log format: a token in a download's path, or a key in a query string, never reaches it."""
+    link = await shared_file(proxied, max_downloads=5)
+    token = link["url"].rsplit("/", 1)[1]
+    async with fresh_client(proxied.url) as client:
+        for target in (
+            f"/d/{token}",
+            f"/d//{token}",
+            f"/s/{token}",
+            f"/d/%2e%2e/{token}",
+            "/api/v1/files?api_key=lapse_SECRETKEY",
+        ):
+            await client.get(target)
+    log = proxied.nginx.root / "site.access.log"
+    for _ in range(100):  # nginx writes each line once its answer is done
+        lines = log.read_text().splitlines() if log.exists() else []
+        if len(lines) >= 5:
+            break
+        await anyio.sleep(0.05)
+    text = "\n".join(lines)
+    assert len(lines) >= 5, text
+    assert token not in text
+    assert "SECRETKEY" not in text
+    assert '"GET /d" 200' in text  # still says what was asked for, and what it got

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from lapse.api.download import serve_common_case
-from lapse.api.problems import unexpected
+from lapse.api.problems import failed
 from lapse.middleware import TrustedProxies, app_path
 from lapse.tokens import looks_like_token
 
@@ -27,12 +27,12 @@ PREFIX = "/d/"
 
 
 async def respond(work: Awaitable[Response | None]) -> Response | None:
-    """`work`'s answer; for a bug on a path in front of the framework, what the framework's 500 handler does."""
+    """`work`'s answer; for an exception on a path in front of the framework, what the framework's handlers do:
+    503 + Retry-After when the database is out of reach, else a logged 500."""
     try:
         return await work
     except Exception as exc:
-        logger.exception("request.failed", exc_info=exc)
-        return unexpected()
+        return failed(exc)
 
 
 def _token(scope: Scope) -> str | None:

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from lapse.api.deps import OwnerDep, RuntimeDep, SessionDep, public_base_url
+from lapse.api.deps import OwnerDep, RuntimeDep, SessionDep, json_body, public_base_url, read_json
 from lapse.api.problems import responses
 from lapse.db.base import utc_now
 from lapse.db.models import ApiKey
@@ -16,11 +16,15 @@ from lapse.runtime import Runtime
 router = APIRouter(prefix="/api/v1", tags=["links"])
 
 
-@router.post("/files/{file_id}/links", status_code=201, responses=responses(401, 404, 400, 422, 503))
-async def create_link(
-    file_id: str, data: LinkCreate, request: Request, owner: OwnerDep, runtime: RuntimeDep
-) -> LinkRead:
+@router.post(
+    "/files/{file_id}/links",
+    status_code=201,
+    responses=responses(400, 401, 404, 413, 422, 503),
+    openapi_extra=json_body(LinkCreate),
+)
+async def create_link(file_id: str, request: Request, owner: OwnerDep, runtime: RuntimeDep) -> LinkRead:
     """Mint a link. Its `url` is in this answer only: the server keeps just a hash of the token."""
+    data = await read_json(request, LinkCreate)  # only now, the key checked
     return await mint_link(request, runtime, owner=owner, file_id=file_id, data=data)
 
 
@@ -53,11 +57,14 @@ async def read_link(link_id: str, owner: OwnerDep, session: SessionDep) -> LinkR
     return links_service.describe(link, now=utc_now())
 
 
-@router.patch("/links/{link_id}", responses=responses(401, 404, 410, 422, 503))
+@router.patch(
+    "/links/{link_id}", responses=responses(400, 401, 404, 410, 413, 422, 503), openapi_extra=json_body(LinkUpdate)
+)
 async def update_link(
-    link_id: str, data: LinkUpdate, owner: OwnerDep, session: SessionDep, runtime: RuntimeDep
+    link_id: str, request: Request, owner: OwnerDep, session: SessionDep, runtime: RuntimeDep
 ) -> LinkRead:
     """Extend or shorten the expiry (capped at the server maximum), raise or lower the download limit."""
+    data = await read_json(request, LinkUpdate)  # only now, the key checked
     now = utc_now()
     link = await links_service.update_link(
         session, owner=owner, link_id=link_id, data=data, policy=runtime.expiry, now=now

@@ -64,7 +64,7 @@ async def _answer(port: int, head: bytes, body: bytes = b"") -> tuple[list[str],
 
 
 def _api_operations(schema: dict[str, Any]) -> list[tuple[str, str]]:
-    operations = []
+    operations: list[tuple[str, str]] = []
     for template, methods in schema["paths"].items():
         if template.startswith("/api/"):
             path = re.sub(r"\{[^}]+\}", SOME_ID, template)

@@ -13,7 +13,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Match, Route
+from starlette.routing import Match
 
 from lapse import errors, metrics
 from lapse.middleware import DEFAULT_HEADER_FIELDS
@@ -149,17 +149,22 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # What `database_unreachable` looks at: handled inside the middleware stack, so that the answer gets the default
 # headers and the exception is not re-raised to the server as an unhandled one. A DBAPIError that is not an outage
 # (a bug) is answered 500 by the same handler.
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 DATABASE_ERRORS = (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def allowed_methods(request: Request) -> str | None:
-    """Every method the request's path takes, over all routes: Starlette's 405 names only the first route whose
-    path matched, and a path such as /api/v1/links/{id} is served by three (GET, PATCH, DELETE)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
-            methods |= route.methods
-    return ", ".join(sorted(methods)) if methods else None
+    """Every method the request's path takes, over all routes: the framework's 405 names only the first route whose
+    path matched, and a path such as /api/v1/links/{id} is served by three (GET, PATCH, DELETE). Each method is
+    asked of the router itself, so routes nested in included routers count too."""
+    allowed = [
+        method
+        for method in METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in request.app.router.routes
+        )
+    ]
+    return ", ".join(allowed) if allowed else None
 
 
 def install(app: FastAPI) -> None:

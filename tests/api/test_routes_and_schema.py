@@ -85,9 +85,9 @@ async def test_uploads_declare_their_bodies(schema: dict[str, Any]) -> None:
     form = multipart["content"]["multipart/form-data"]["schema"]
     assert form["required"] == ["file"]
     assert form["properties"]["file"]["format"] == "binary"
-    raw = _operation(schema, "put", "/api/v1/files/{filename}")
+    raw = _operation(schema, "put", "/api/v1/files/{file_id}")
     assert raw["requestBody"]["content"]["application/octet-stream"]["schema"]["format"] == "binary"
-    (name,) = [p for p in raw["parameters"] if p["name"] == "filename"]
+    (name,) = [p for p in raw["parameters"] if p["name"] == "file_id"]
     assert name["schema"]["pattern"] == "^[^/]+$"
 
 
@@ -128,5 +128,42 @@ async def test_every_api_route_documents_what_it_can_answer(schema: dict[str, An
             assert {"401", "503"} <= statuses, (method, path, statuses)
             if "parameters" in operation or "requestBody" in operation:
                 assert "422" in statuses, (method, path, statuses)
-    for method, path in [("post", "/api/v1/files"), ("put", "/api/v1/files/{filename}")]:
+    for method, path in [("post", "/api/v1/files"), ("put", "/api/v1/files/{file_id}")]:
         assert {"400", "401", "413", "415", "422", "503", "507"} <= set(_operation(schema, method, path)["responses"])
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"name": "k", "admin": 0}, 422),  # 0 is no boolean: the schema says boolean
+        ({"name": "k", "admin": "true"}, 422),
+        ({"name": 5}, 422),
+        ({"name": "k", "admin": True}, 201),
+    ],
+)
+async def test_json_bodies_are_typed_as_the_schema_says(admin: ApiClient, body: dict[str, Any], status: int) -> None:
+    response = await admin.request("POST", "/api/v1/keys", json=body)
+    assert response.status_code == status, response.text
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"expires_in": 600.0}, 201),  # a number with no fraction is an integer in JSON Schema
+        ({"max_downloads": 2e0}, 201),
+        ({"expires_in": "600"}, 422),
+        ({"expires_in": 600.5}, 422),
+        ({"expires_in": 60, "expires_at": "2100-01-01T00:00:00Z"}, 422),
+        ({"expires_in": 60, "expires_at": None}, 201),
+    ],
+)
+async def test_link_bodies_follow_the_documented_schema(alice: ApiClient, body: dict[str, Any], status: int) -> None:
+    file = await alice.upload(b"x")
+    response = await alice.request("POST", f"/api/v1/files/{file['id']}/links", json=body)
+    assert response.status_code == status, response.text
+
+
+async def test_the_schema_says_one_expiry_at_most(schema: dict[str, Any]) -> None:
+    for method, path in [("post", "/api/v1/files/{file_id}/links"), ("patch", "/api/v1/links/{link_id}")]:
+        body = _operation(schema, method, path)["requestBody"]["content"]["application/json"]["schema"]
+        assert body["not"]["required"] == ["expires_in", "expires_at"]

@@ -1,10 +1,12 @@
 """Dependencies as `Annotated` aliases, chained: RuntimeDep → SessionDep, RuntimeDep → OwnerDep → AdminDep."""
 
+import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 from fastapi.exceptions import RequestValidationError
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,7 +56,18 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-async def get_owner(request: Request, runtime: RuntimeDep) -> ApiKey:
+# The two ways to present a key, as OpenAPI security schemes (either one will do). They only document: the key is
+# read by `presented_key`, which the paths in front of the framework share.
+BEARER = HTTPBearer(scheme_name="bearer", auto_error=False, description="`Authorization: Bearer <API key>`")
+API_KEY = APIKeyHeader(name="X-API-Key", scheme_name="apiKey", auto_error=False, description="The API key itself.")
+
+
+async def get_owner(
+    request: Request,
+    runtime: RuntimeDep,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+    _api_key: Annotated[str | None, Security(API_KEY)],
+) -> ApiKey:
     """Authenticate in a short transaction of its own, committed at once: an upload then streams its body with
     no transaction open, so it holds neither SQLite's write lock nor the key row's lock on PostgreSQL."""
     return await runtime.keys.authenticate(presented_key(request), utc_now())
@@ -103,17 +116,34 @@ async def read_json(request: Request, model: type[Model]) -> Model:
         error = {"loc": ("body",), "msg": "Send the body as application/json.", "type": "content_type"}
         raise RequestValidationError([error])
     try:
-        return model.model_validate_json(bytes(body) or b"null")
+        return validate_json(model, bytes(body))
     except ValidationError as exc:
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_input=False)]
         ) from None
 
 
-def json_body(model: type[BaseModel]) -> dict[str, Any]:
+def _json_number(literal: str) -> int | float:
+    number = float(literal)
+    return int(number) if number.is_integer() else number
+
+
+def validate_json(model: type[Model], body: bytes) -> Model:
+    """`body` as `model`, by the rules of the documented JSON Schema: strictly typed (`"admin": 0` is no boolean,
+    `"expires_in": "5"` no integer), where a number with no fraction (`5.0`) is an integer, as JSON Schema says.
+    Raises ValidationError."""
+    try:
+        document = json.loads(body or b"null", parse_float=_json_number)
+    except ValueError:  # not JSON (or not UTF-8): pydantic says so in its own words
+        return model.model_validate_json(body, strict=True)
+    return model.model_validate_json(json.dumps(document), strict=True)
+
+
+def json_body(model: type[BaseModel], **rules: Any) -> dict[str, Any]:
     """The OpenAPI `requestBody` of a route that reads its body with `read_json`: FastAPI sees no body parameter,
-    so it would document none. Inline, as the body models nest no others."""
-    schema = model.model_json_schema(mode="validation")
+    so it would document none. Inline, as the body models nest no others; `rules` adds what the model's validators
+    check and its fields cannot say (JSON Schema keywords such as `not`)."""
+    schema = model.model_json_schema(mode="validation") | rules
     if "$defs" in schema:
         raise TypeError(f"{model.__name__} nests models: reference them from components instead")
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

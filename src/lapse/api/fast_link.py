@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from lapse.api.deps import declared_length, get_runtime, presented_key
+from lapse.api.deps import declared_length, get_runtime, presented_key, validate_json
 from lapse.api.fast_download import respond
 from lapse.api.links import mint_link
 from lapse.db.base import utc_now
@@ -60,7 +60,7 @@ async def _mint(request: Request, file_id: str, body: "Body") -> Response | None
     if (read := await body.read(MAX_BODY)) is None:
         return None
     try:
-        data = LinkCreate.model_validate_json(read)
+        data = validate_json(LinkCreate, read)  # as the route reads it (deps.read_json)
     except ValidationError:
         return None
     if data.password is not None:

@@ -46,8 +46,13 @@ RAW_BODY = {
 }
 # The raw upload's name is one path segment: a `/` (encoded or not, the path is decoded before routing) makes it
 # another path, so `PUT /api/v1/files/{id}/links` is never an upload named "links". Line breaks and the like may
-# pass: `clean_filename` cleans them.
-FILENAME = Path(pattern="^[^/]+$", description="The file's name (one path segment); it is cleaned before use.")
+# pass: `clean_filename` cleans them. The path template is the same as GET's and DELETE's (`{file_id}`): OpenAPI
+# allows one template per path, and one Allow lists all three methods.
+FILENAME = Path(
+    alias="file_id",
+    pattern="^[^/]+$",
+    description="For PUT, the new file's name (one path segment), cleaned before use; not an id.",
+)
 
 
 def _reject_declared_oversize(request: Request, limit: int) -> None:
@@ -74,7 +79,7 @@ async def upload(request: Request, owner: OwnerDep, session: SessionDep, runtime
     return FileRead.model_validate(file)
 
 
-@router.put("/{filename}", status_code=201, responses=UPLOAD_ERRORS, openapi_extra=RAW_BODY)
+@router.put("/{file_id}", status_code=201, responses=UPLOAD_ERRORS, openapi_extra=RAW_BODY)
 async def upload_raw(
     filename: Annotated[str, FILENAME],
     request: Request,

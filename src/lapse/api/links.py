@@ -14,13 +14,20 @@ from lapse.pagination import DEFAULT_LIMIT, MAX_LIMIT, encode_cursor
 from lapse.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["links"])
+# What `_LinkTerms._one_expiry` enforces, for the documented schema: not both expiries at once (null counts as absent).
+ONE_EXPIRY = {
+    "not": {
+        "required": ["expires_in", "expires_at"],
+        "properties": {"expires_in": {"type": "integer"}, "expires_at": {"type": "string"}},
+    }
+}
 
 
 @router.post(
     "/files/{file_id}/links",
     status_code=201,
     responses=responses(400, 401, 404, 413, 422, 503),
-    openapi_extra=json_body(LinkCreate),
+    openapi_extra=json_body(LinkCreate, **ONE_EXPIRY),
 )
 async def create_link(file_id: str, request: Request, owner: OwnerDep, runtime: RuntimeDep) -> LinkRead:
     """Mint a link. Its `url` is in this answer only: the server keeps just a hash of the token."""
@@ -58,7 +65,9 @@ async def read_link(link_id: str, owner: OwnerDep, session: SessionDep) -> LinkR
 
 
 @router.patch(
-    "/links/{link_id}", responses=responses(400, 401, 404, 410, 413, 422, 503), openapi_extra=json_body(LinkUpdate)
+    "/links/{link_id}",
+    responses=responses(400, 401, 404, 410, 413, 422, 503),
+    openapi_extra=json_body(LinkUpdate, **ONE_EXPIRY),
 )
 async def update_link(
     link_id: str, request: Request, owner: OwnerDep, session: SessionDep, runtime: RuntimeDep

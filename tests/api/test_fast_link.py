@@ -26,7 +26,7 @@ def answered(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     seen: list[bool] = []
     real = fast_link._mint
 
-    async def spy(request: Request, file_id: str, body: bytes) -> Response | None:
+    async def spy(request: Request, file_id: str, body: fast_link.Body) -> Response | None:
         response = await real(request, file_id, body)
         seen.append(response is not None)
         return response

@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from lapse.api.deps import get_runtime
 from lapse.api.download import basic_password, download_request, respond
-from lapse.api.problems import unexpected
+from lapse.api.problems import failed
 from lapse.db.base import utc_now
 from lapse.errors import LapseError
 from lapse.links.download import is_prefetch
@@ -31,12 +31,12 @@ PREFIX = "/d/"
 
 
 async def guarded(work: Awaitable[Response | None]) -> Response | None:
-    """`work`'s answer; for a bug on a path in front of the framework, what the framework's 500 handler does."""
+    """`work`'s answer; for an exception on a path in front of the framework, what the framework's handlers do:
+    503 + Retry-After when the database is out of reach, else a logged 500."""
     try:
         return await work
     except Exception as exc:
-        logger.exception("request.failed", exc_info=exc)
-        return unexpected()
+        return failed(exc)
 
 
 def _token(scope: Scope) -> str | None:

@@ -6,8 +6,8 @@ solving, body validation through the dependency machinery. Here the common case 
 `LinkCreate` accepts, no password, a valid key, a file it may link — runs `api.links.mint_link`, the route's own
 work, directly. Anything else (a body too big or invalid, a password whose hashing dwarfs the framework anyway,
 any refusal) is declined, with the body read so far handed back, and the app runs its whole stack, which answers
-it as always. Nothing is stored when it declines: authentication only records a key's use, which the
-full path records the same way.
+it as always. The key is checked before a byte of the body is read, as on the full path. Nothing is stored when
+it declines: authentication only records a key's use, which the full path records the same way.
 """
 
 import re
@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from lapse.api.deps import get_runtime, presented_key
+from lapse.api.deps import declared_length, get_runtime, presented_key, validate_json
 from lapse.api.fast_download import guarded
 from lapse.api.links import mint_link
 from lapse.db.base import utc_now
@@ -40,51 +40,73 @@ async def answer(scope: Scope, receive: Receive, send: Send, *, proxies: Trusted
     request = Request(forwarded, receive)
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         return receive
-    body, complete = await _read_body(receive, MAX_BODY)
-    if complete:
-        response = await guarded(_mint(request, route.group(1), body))
-        if response is not None:
-            await response(forwarded, receive, send)
-            return None
-    return _replaying(body, complete, receive)
+    if (declared := declared_length(request)) is not None and declared > MAX_BODY:
+        return receive  # the route refuses it (401 or 413) without reading it
+    body = Body(receive)
+    response = await guarded(_mint(request, route.group(1), body))
+    if response is not None:
+        await response(forwarded, receive, send)
+        return None
+    return body.replaying()
 
 
-async def _mint(request: Request, file_id: str, body: bytes) -> Response | None:
+async def _mint(request: Request, file_id: str, body: "Body") -> Response | None:
+    runtime = get_runtime(request)
     try:
-        data = LinkCreate.model_validate_json(body)
+        # The key first: no body is read for a caller nobody knows.
+        owner = await runtime.keys.authenticate(presented_key(request), utc_now())
+    except LapseError:
+        return None
+    if (read := await body.read(MAX_BODY)) is None:
+        return None
+    try:
+        data = validate_json(LinkCreate, read)  # as the route reads it (deps.read_json)
     except ValidationError:
         return None
     if data.password is not None:
         return None
-    runtime = get_runtime(request)
     try:
-        owner = await runtime.keys.authenticate(presented_key(request), utc_now())
         link = await mint_link(request, runtime, owner=owner, file_id=file_id, data=data)
     except LapseError:
         return None
     return Response(link.model_dump_json(), status_code=201, media_type="application/json", headers=API_HEADER_FIELDS)
 
 
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    """Up to a little past `limit` bytes of the body, and whether that was all of it."""
-    chunks: list[bytes] = []
-    size = 0
-    while size <= limit:
-        message = await receive()
-        if message["type"] != "http.request":  # the client went away: let the framework see that too
-            return b"".join(chunks), False
-        chunks.append(message.get("body", b""))
-        size += len(chunks[-1])
-        if not message.get("more_body", False):
-            return b"".join(chunks), size <= limit
-    return b"".join(chunks), False
+class Body:
+    """The request body, read on demand, and given back to the framework if the fast path declines."""
 
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._complete = False
+        self._read = False
 
-def _replaying(read: bytes, complete: bool, receive: Receive) -> Receive:
-    """`receive` with the bytes already read given back first."""
-    pending: list[Message] = [{"type": "http.request", "body": read, "more_body": not complete}]
+    async def read(self, limit: int) -> bytes | None:
+        """The whole body if it is at most `limit` bytes; None if it is longer (a little past `limit` is read)
+        or the client went away."""
+        self._read = True
+        while self._size <= limit:
+            message = await self._receive()
+            if message["type"] != "http.request":  # the client went away: let the framework see that too
+                return None
+            self._chunks.append(message.get("body", b""))
+            self._size += len(self._chunks[-1])
+            if not message.get("more_body", False):
+                self._complete = True
+                return b"".join(self._chunks) if self._size <= limit else None
+        return None
 
-    async def replay() -> Message:
-        return pending.pop() if pending else await receive()
+    def replaying(self) -> Receive:
+        """`receive` with the bytes already read given back first."""
+        if not self._read:
+            return self._receive
+        pending: list[Message] = [
+            {"type": "http.request", "body": b"".join(self._chunks), "more_body": not self._complete}
+        ]
+        receive = self._receive
 
-    return replay
+        async def replay() -> Message:
+            return pending.pop() if pending else await receive()
+
+        return replay

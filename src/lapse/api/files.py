@@ -2,10 +2,9 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, ValidationError
-from starlette.convertors import Convertor, register_url_convertor
 
 from lapse.api.deps import OwnerDep, RuntimeDep, SessionDep, public_base_url
 from lapse.api.multipart import MultipartFile
@@ -18,26 +17,42 @@ from lapse.links import service as links_service
 from lapse.links.schemas import LinkCreate
 from lapse.pagination import DEFAULT_LIMIT, MAX_LIMIT, encode_cursor
 
-
-class FilenameConvertor(Convertor[str]):
-    """Any name, slashes and line breaks included: Starlette's `path` stops at a newline, and a hostile name
-    should reach `clean_filename` (and be cleaned) rather than miss the route."""
-
-    regex = "(?s:.+)"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("filename", FilenameConvertor())
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
 
 # Room for the multipart boundaries and part headers around the file itself.
 MULTIPART_OVERHEAD = 64 * 1024
 UPLOAD_ERRORS = responses(400, 401, 413, 415, 422, 503, 507)
+# The upload routes stream their bodies themselves (after the key is checked), so FastAPI sees no body parameter
+# and would document none: these say what they take.
+MULTIPART_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
+RAW_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+# The raw upload's name is one path segment: a `/` (encoded or not, the path is decoded before routing) makes it
+# another path, so `PUT /api/v1/files/{id}/links` is never an upload named "links". Line breaks and the like may
+# pass: `clean_filename` cleans them. The path template is the same as GET's and DELETE's (`{file_id}`): OpenAPI
+# allows one template per path, and one Allow lists all three methods.
+FILENAME = Path(
+    alias="file_id",
+    pattern="^[^/]+$",
+    description="For PUT, the new file's name (one path segment), cleaned before use; not an id.",
+)
 
 
 def _reject_declared_oversize(request: Request, limit: int) -> None:
@@ -46,7 +61,7 @@ def _reject_declared_oversize(request: Request, limit: int) -> None:
         raise TooLarge(f"The upload is larger than the limit of {limit} bytes.")
 
 
-@router.post("", status_code=201, responses=UPLOAD_ERRORS)
+@router.post("", status_code=201, responses=UPLOAD_ERRORS, openapi_extra=MULTIPART_BODY)
 async def upload(request: Request, owner: OwnerDep, session: SessionDep, runtime: RuntimeDep) -> FileRead:
     """Upload one file as multipart/form-data (field `file`). The body is streamed, never buffered whole."""
     max_size = runtime.settings.max_upload_size
@@ -64,9 +79,9 @@ async def upload(request: Request, owner: OwnerDep, session: SessionDep, runtime
     return FileRead.model_validate(file)
 
 
-@router.put("/{filename:filename}", status_code=201, responses=UPLOAD_ERRORS)
+@router.put("/{file_id}", status_code=201, responses=UPLOAD_ERRORS, openapi_extra=RAW_BODY)
 async def upload_raw(
-    filename: str,
+    filename: Annotated[str, FILENAME],
     request: Request,
     owner: OwnerDep,
     session: SessionDep,

@@ -1,8 +1,8 @@
 """/api/v1/keys: admin only. A new key is shown once; only its HMAC is kept."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from lapse.api.deps import AdminDep, RuntimeDep, SessionDep
+from lapse.api.deps import AdminDep, RuntimeDep, SessionDep, json_body, read_json
 from lapse.api.problems import responses
 from lapse.db.base import utc_now
 from lapse.keys import service as keys_service
@@ -11,8 +11,9 @@ from lapse.keys.schemas import KeyCreate, KeyCreated, KeyList, KeyRead
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 
 
-@router.post("", status_code=201, responses=responses(401, 403, 422, 503))
-async def create_key(data: KeyCreate, _: AdminDep, session: SessionDep, runtime: RuntimeDep) -> KeyCreated:
+@router.post("", status_code=201, responses=responses(401, 403, 413, 422, 503), openapi_extra=json_body(KeyCreate))
+async def create_key(request: Request, _: AdminDep, session: SessionDep, runtime: RuntimeDep) -> KeyCreated:
+    data = await read_json(request, KeyCreate)  # only now, the key checked
     key, raw = await keys_service.create_key(session, secret=runtime.secret, name=data.name, admin=data.admin)
     return KeyCreated.of(key, raw)
 

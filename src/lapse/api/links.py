@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from lapse.api.deps import OwnerDep, RuntimeDep, SessionDep, public_base_url
+from lapse.api.deps import OwnerDep, RuntimeDep, SessionDep, json_body, public_base_url, read_json
 from lapse.api.problems import responses
 from lapse.db.base import utc_now
 from lapse.db.models import ApiKey
@@ -14,13 +14,24 @@ from lapse.pagination import DEFAULT_LIMIT, MAX_LIMIT, encode_cursor
 from lapse.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["links"])
+# What `_LinkTerms._one_expiry` enforces, for the documented schema: not both expiries at once (null counts as absent).
+ONE_EXPIRY = {
+    "not": {
+        "required": ["expires_in", "expires_at"],
+        "properties": {"expires_in": {"type": "integer"}, "expires_at": {"type": "string"}},
+    }
+}
 
 
-@router.post("/files/{file_id}/links", status_code=201, responses=responses(401, 404, 400, 422, 503))
-async def create_link(
-    file_id: str, data: LinkCreate, request: Request, owner: OwnerDep, runtime: RuntimeDep
-) -> LinkRead:
+@router.post(
+    "/files/{file_id}/links",
+    status_code=201,
+    responses=responses(400, 401, 404, 413, 422, 503),
+    openapi_extra=json_body(LinkCreate, **ONE_EXPIRY),
+)
+async def create_link(file_id: str, request: Request, owner: OwnerDep, runtime: RuntimeDep) -> LinkRead:
     """Mint a link. Its `url` is in this answer only: the server keeps just a hash of the token."""
+    data = await read_json(request, LinkCreate)  # only now, the key checked
     return await mint_link(request, runtime, owner=owner, file_id=file_id, data=data)
 
 
@@ -53,11 +64,16 @@ async def read_link(link_id: str, owner: OwnerDep, session: SessionDep) -> LinkR
     return links_service.describe(link, now=utc_now())
 
 
-@router.patch("/links/{link_id}", responses=responses(401, 404, 410, 422, 503))
+@router.patch(
+    "/links/{link_id}",
+    responses=responses(400, 401, 404, 410, 413, 422, 503),
+    openapi_extra=json_body(LinkUpdate, **ONE_EXPIRY),
+)
 async def update_link(
-    link_id: str, data: LinkUpdate, owner: OwnerDep, session: SessionDep, runtime: RuntimeDep
+    link_id: str, request: Request, owner: OwnerDep, session: SessionDep, runtime: RuntimeDep
 ) -> LinkRead:
     """Extend or shorten the expiry (capped at the server maximum), raise or lower the download limit."""
+    data = await read_json(request, LinkUpdate)  # only now, the key checked
     now = utc_now()
     link = await links_service.update_link(
         session, owner=owner, link_id=link_id, data=data, policy=runtime.expiry, now=now

@@ -61,7 +61,10 @@ class MultipartFile:
             "on_header_end": self._on_header_end,
             "on_headers_finished": self._on_headers_finished,
         }
-        self._parser = MultipartParser(boundary, callbacks)
+        try:
+            self._parser = MultipartParser(boundary, callbacks)
+        except FormParserError as exc:  # a boundary longer than the parser takes (RFC 2046 allows 70 characters)
+            raise InvalidInput("The multipart boundary is too long.") from exc
         self.filename = ""
         self.content_type: str | None = None
 

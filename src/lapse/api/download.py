@@ -78,7 +78,8 @@ def download_request(request: Request, token: str) -> DownloadRequest:
 
 
 DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The file", "content": {"application/octet-stream": {}}},
+    # The file's own type when it is on the inert list, else application/octet-stream.
+    200: {"description": "The file", "content": {"*/*": {}}},
     206: {"description": "Part of the file"},
     302: {"description": "The file, from the store (LAPSE_DELIVERY=redirect)"},
     303: {"description": "The file, from the store, after a password form (LAPSE_DELIVERY=redirect)"},

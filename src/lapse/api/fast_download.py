@@ -9,7 +9,6 @@ Every refusal (a domain error) falls through instead: `answer` returns False hav
 runs its whole stack, whose route answers from a fresh read — with the web's error pages where a browser asks.
 """
 
-import logging
 from collections.abc import Awaitable
 
 from starlette.requests import Request
@@ -24,8 +23,6 @@ from lapse.errors import LapseError
 from lapse.links.download import is_prefetch
 from lapse.middleware import TrustedProxies, app_path
 from lapse.tokens import looks_like_token
-
-logger = logging.getLogger("lapse")
 
 PREFIX = "/d/"
 

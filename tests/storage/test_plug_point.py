@@ -82,8 +82,8 @@ class RemoteLike:
 def stores(monkeypatch: pytest.MonkeyPatch) -> list[RemoteLike]:
     made: list[RemoteLike] = []
 
-    def open_storage(data_dir: Path) -> RemoteLike:
-        made.append(RemoteLike(data_dir / "blobs"))
+    def open_storage(settings: Settings) -> RemoteLike:
+        made.append(RemoteLike(settings.data_dir / "blobs"))
         return made[-1]
 
     monkeypatch.setattr(runtime, "open_storage", open_storage)

@@ -112,5 +112,6 @@ async def _open_checked_storage(settings: Settings, engine: AsyncEngine) -> Stor
         await storage.aclose()
         await engine.dispose()
         reason = exc.__cause__ or exc
-        raise CannotStart(f"lapse: cannot start: LAPSE_STORAGE_URL={settings.storage_url} is not reachable: {reason}")
+        message = f"lapse: cannot start: LAPSE_STORAGE_URL={settings.storage_url} is not reachable: {reason}"
+        raise CannotStart(message) from exc
     return storage

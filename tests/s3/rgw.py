@@ -17,9 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+ACCESS_KEY = "lapse-test"  # the test user's keys: a throw-away store on 127.0.0.1
+SECRET_KEY = "lapse-test-secret"
 BINARIES = ("monmaptool", "ceph-mon", "ceph-osd", "ceph", "radosgw", "radosgw-admin")
 MEMSTORE_BYTES = 512 * 1024 * 1024  # objects live in RAM: the tests keep their files small
-START_TIMEOUT = 60.0  # a cold start takes ~12 s on an idle machine; far more on a loaded one
+START_TIMEOUT = 120.0  # a cold start takes ~12 s on an idle machine; far more on a loaded one
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +89,10 @@ rgw dns name = 127.0.0.1
 
 
 class RgwCluster:
-    def __init__(self, folder: Path, *, access_key: str = "lapse-test", secret_key: str = "lapse-test-secret") -> None:
+    def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.access_key = access_key
-        self.secret_key = secret_key
+        self.access_key = ACCESS_KEY
+        self.secret_key = SECRET_KEY
         self.conf = folder / "ceph.conf"
         self.mon_port = free_port()
         self.rgw_port = free_port()

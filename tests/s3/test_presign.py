@@ -32,7 +32,7 @@ FORCED = {
 def botocore_url(
     endpoint: str, key: str, credentials: Credentials, *, path_style: bool, expires: int, region: str = "eu-west-3"
 ) -> str:
-    client = botocore.session.get_session().create_client(
+    client: Any = botocore.session.get_session().create_client(
         "s3",
         endpoint_url=endpoint,
         region_name=region,
@@ -92,7 +92,9 @@ def object_key(s3: Any, prefix: str) -> tuple[str, bytes]:
 def rgw_url(rgw: Rgw, key: str, *, now: datetime, expires: int, params: dict[str, str] | None = None) -> str:
     signer = Presigner(base=f"{rgw.endpoint}/{BUCKET}", region=rgw.region)
     credentials = Credentials(rgw.access_key, rgw.secret_key)
-    return signer.url(key, credentials=credentials, expires_in=expires, now=now, params=FORCED if params is None else params)
+    return signer.url(
+        key, credentials=credentials, expires_in=expires, now=now, params=FORCED if params is None else params
+    )
 
 
 async def test_rgw_serves_a_presigned_url_with_the_forced_headers(rgw: Rgw, object_key: tuple[str, bytes]) -> None:

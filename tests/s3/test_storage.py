@@ -41,7 +41,9 @@ async def read(storage: S3Storage, key: str, start: int, end: int) -> bytes:
     return b"".join(pieces)
 
 
-async def test_a_small_blob_is_stored_stated_with_its_bytes_and_deleted(storage: S3Storage, s3: Any, prefix: str) -> None:
+async def test_a_small_blob_is_stored_stated_with_its_bytes_and_deleted(
+    storage: S3Storage, s3: Any, prefix: str
+) -> None:
     data = os.urandom(1000)
     stored = await storage.put(stream(data, 300), max_size=10_000)
     assert (stored.size, stored.sha256) == (1000, hashlib.sha256(data).hexdigest())
@@ -125,7 +127,9 @@ async def test_a_failing_body_aborts_the_upload(storage: S3Storage, s3: Any, pre
     assert objects(s3, prefix) == []
 
 
-async def test_list_blobs_pages_through_the_prefix_and_only_names_ours(rgw: Rgw, aws_env: None, s3: Any, prefix: str) -> None:
+async def test_list_blobs_pages_through_the_prefix_and_only_names_ours(
+    rgw: Rgw, aws_env: None, s3: Any, prefix: str
+) -> None:
     storage = make_storage(rgw, prefix, list_page_size=2)
     try:
         keys = {(await storage.put(stream(b"x" * n), max_size=100)).key for n in range(5)}

@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lapse.delivery.serving import content_disposition
 from lapse.errors import TooLarge, Unavailable
-from lapse.storage.base import SMALL_BLOB, BlobInfo, BlobStat, StoredBlob
+from lapse.storage.base import SMALL_BLOB, BlobInfo, BlobStat, LocalFile, StoredBlob
 from lapse.storage.presign import Credentials, Presigner
 
 if TYPE_CHECKING:
@@ -75,7 +75,12 @@ class S3Storage:
         )
         self._stack = contextlib.AsyncExitStack()
         self._client: S3Client | None = None
-        self._presigner: Presigner | None = None
+        # Where a presigned URL points: the store's own address for the bucket, as the client would send to it.
+        base = (endpoint or f"https://s3.{region}.amazonaws.com").rstrip("/")
+        scheme, _, host = base.partition("://")
+        self._presigner = Presigner(
+            base=f"{base}/{bucket}" if path_style else f"{scheme}://{bucket}.{host}", region=region
+        )
         self._lock = asyncio.Lock()
         self._checked_at = -check_ttl
         self._check_error: Unavailable | None = None
@@ -90,15 +95,7 @@ class S3Storage:
             async with self._lock:
                 if self._client is None:
                     made = self._session.create_client("s3", endpoint_url=self.endpoint, config=self._config)
-                    client = await self._stack.enter_async_context(made)
-                    base = client.meta.endpoint_url.rstrip("/")
-                    if client.meta.config.s3 and client.meta.config.s3.get("addressing_style") == "virtual":
-                        scheme, _, host = base.partition("://")
-                        base = f"{scheme}://{self.bucket}.{host}"
-                    else:
-                        base = f"{base}/{self.bucket}"
-                    self._presigner = Presigner(base=base, region=self.region)
-                    self._client = client
+                    self._client = await self._stack.enter_async_context(made)
         return self._client
 
     async def put(self, chunks: AsyncIterable[bytes], *, max_size: int) -> StoredBlob:
@@ -149,7 +146,7 @@ class S3Storage:
         if time.monotonic() - self._checked_at >= self.check_ttl:
             try:
                 client = await self.client()
-                async with _translated("check", self.bucket):
+                async with _translated("check", self.bucket, log=False):  # the caller reports it (readyz, start)
                     await client.head_bucket(Bucket=self.bucket)
                 self._check_error = None
             except Unavailable as exc:
@@ -161,14 +158,12 @@ class S3Storage:
     def accel_path(self, key: str) -> str | None:
         return None  # nginx has no path to an object (an S3 location for nginx is a later step)
 
-    async def presign(self, key: str, *, expires_in: timedelta, filename: str, content_type: str) -> str | None:
+    async def presign(self, key: str, *, expires_in: timedelta, filename: str, content_type: str) -> str:
         await self.check()  # presigning is local: a dead store would only show after counting
-        await self.client()
-        assert self._presigner is not None
         credentials = await self._session.get_credentials()
-        if credentials is None:
+        frozen = None if credentials is None else await credentials.get_frozen_credentials()
+        if frozen is None or frozen.access_key is None or frozen.secret_key is None:
             raise Unavailable("No S3 credentials to sign with.")
-        frozen = await credentials.get_frozen_credentials()
         seconds = max(1, int(min(expires_in, self.redirect_ttl).total_seconds()))
         return self._presigner.url(
             self._key(key),
@@ -196,7 +191,7 @@ class S3Blob:
         self._key = key
         self._etag = etag
 
-    def local(self) -> None:
+    def local(self) -> LocalFile | None:
         return None
 
     async def chunks(self, start: int, end: int) -> AsyncIterator[bytes]:
@@ -289,11 +284,12 @@ class _Upload:
 
 
 @contextlib.asynccontextmanager
-async def _translated(action: str, what: str) -> AsyncIterator[None]:
+async def _translated(action: str, what: str, *, log: bool = True) -> AsyncIterator[None]:
     """The store's failures as Unavailable (503, nothing counted), logged once with what was asked."""
     try:
         yield
     except _STORE_ERRORS as exc:
         code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else type(exc).__name__
-        logger.warning("storage.s3.failed", extra={"action": action, "what": what, "error": code})
+        if log:
+            logger.warning("storage.s3.failed", extra={"action": action, "what": what, "error": code})
         raise Unavailable("Storage is not available right now.") from exc

@@ -65,8 +65,14 @@ def aws_env(rgw: Rgw, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.
 
 
 @pytest.fixture
-def prefix() -> str:
-    return f"t-{secrets.token_hex(4)}/"
+def prefix(s3: Any) -> Iterator[str]:
+    """A fresh key prefix; whatever a test left under it is removed after (memstore keeps objects in RAM)."""
+    made = f"t-{secrets.token_hex(4)}/"
+    yield made
+    for item in s3.list_objects_v2(Bucket=BUCKET, Prefix=made).get("Contents", []):
+        s3.delete_object(Bucket=BUCKET, Key=item["Key"])
+    for upload in s3.list_multipart_uploads(Bucket=BUCKET, Prefix=made).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"])
 
 
 def make_storage(

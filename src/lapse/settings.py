@@ -34,6 +34,7 @@ _ACCEL_PREFIX = re.compile(r"/([A-Za-z0-9._~-]+/)+")
 Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
 S3_MIN_PART = 5 * 1024**2  # S3 refuses smaller parts (but the last)
 S3_MAX_PART = 5 * 1024**3
+S3_MAX_PARTS = 10_000  # parts in one multipart upload
 # S3's rules for a bucket's name (lower case, digits, dots, hyphens; 3 to 63 characters)
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
@@ -132,6 +133,11 @@ class Settings(BaseSettings):
     def _consistent(self) -> "Settings":
         if self.default_ttl > self.max_ttl:
             raise ValueError("LAPSE_DEFAULT_TTL is longer than LAPSE_MAX_TTL")
+        if self.storage_url.startswith("s3:") and self.max_upload_size > S3_MAX_PARTS * self.s3_part_size:
+            raise ValueError(
+                f"LAPSE_MAX_UPLOAD_SIZE needs more than S3's {S3_MAX_PARTS} parts of LAPSE_S3_PART_SIZE: "
+                "raise the part size"
+            )
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir.resolve() / 'lapse.db'}"
         return self

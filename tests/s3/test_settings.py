@@ -62,8 +62,15 @@ def test_an_s3_url_names_bucket_and_prefix(tmp_path: Path) -> None:
         ({"s3_part_size": "4MiB"}, "greater than or equal to 5242880"),
         ({"redirect_ttl": "0s"}, "must be positive"),
         ({"s3_endpoint": "not a url"}, "URL"),
+        ({"storage_url": "s3://bucket", "max_upload_size": "100GiB"}, "more than S3's 10000 parts"),
     ],
 )
 def test_bad_values_are_refused(tmp_path: Path, values: dict[str, object], says: str) -> None:
     with pytest.raises(ValidationError, match=says):
         settings(tmp_path, **values)
+
+
+def test_a_large_upload_limit_fits_with_larger_parts(tmp_path: Path) -> None:
+    chosen = settings(tmp_path, storage_url="s3://bucket", max_upload_size="100GiB", s3_part_size="16MiB")
+    assert chosen.max_upload_size == 100 * 1024**3
+    assert settings(tmp_path, max_upload_size="100GiB").max_upload_size == 100 * 1024**3  # a folder has no such cap

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from lapse.db.session import create_engine, session_factory
+from lapse.errors import Unavailable
 from lapse.keys.authenticator import Authenticator, SessionAuthenticator, SqliteAuthenticator
 from lapse.links.download import Downloads
 from lapse.links.minter import AsyncpgMinter, Minter, SqliteMinter
@@ -14,7 +15,7 @@ from lapse.links.redeemer import AsyncpgRedeemer, Redeemer, SqliteRedeemer
 from lapse.links.service import ExpiryPolicy
 from lapse.ratelimit import RateLimiter, make_rate_limiter
 from lapse.settings import Settings
-from lapse.storage import Storage, open_storage
+from lapse.storage import LocalStorage, Storage, open_storage
 from lapse.tokens import GrantSigner
 
 
@@ -42,6 +43,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     if url.get_backend_name() != "postgresql" and (not url.database or url.database == ":memory:"):
         await engine.dispose()
         raise ValueError("An in-memory SQLite database is not supported: name a file (sqlite:///path/lapse.db).")
+    storage = await _open_checked_storage(settings, engine)
     limiter = make_rate_limiter(
         settings.redis_url, attempts=settings.password_attempts, window=settings.password_window
     )
@@ -58,7 +60,6 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             SqliteAuthenticator(sqlite.reader, sqlite.writer, secret),
             SqliteMinter(sqlite.writer),
         )
-    storage = open_storage(settings.data_dir)
     grants = GrantSigner(secret)
     downloads = Downloads(
         redeemer=redeemer,
@@ -90,3 +91,28 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await redeemer.aclose()
         await limiter.aclose()
         await engine.dispose()
+
+
+class CannotStart(SystemExit):
+    """A setting names something that is not there: exit with this one line (no traceback), whoever started us."""
+
+
+async def _open_checked_storage(settings: Settings, engine: AsyncEngine) -> Storage:
+    """The storage the settings name. A remote one must answer now: better to refuse to start than to answer
+    503 to every upload and download (a folder is made on first write, and /readyz reports on it)."""
+    try:
+        storage = open_storage(settings)
+    except ValueError as exc:
+        await engine.dispose()
+        raise CannotStart(f"lapse: cannot start: {exc}") from exc
+    if isinstance(storage, LocalStorage):
+        return storage
+    try:
+        await storage.check()
+    except Unavailable as exc:
+        await storage.aclose()
+        await engine.dispose()
+        reason = exc.__cause__ or exc
+        message = f"lapse: cannot start: LAPSE_STORAGE_URL={settings.storage_url} is not reachable: {reason}"
+        raise CannotStart(message) from exc
+    return storage

@@ -7,10 +7,12 @@ import contextlib
 import os
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import AnyHttpUrl, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -30,6 +32,37 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 # A path prefix that goes out in a response header: no spaces, quotes or control characters, however configured.
 _ACCEL_PREFIX = re.compile(r"/([A-Za-z0-9._~-]+/)+")
 Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
+S3_MIN_PART = 5 * 1024**2  # S3 refuses smaller parts (but the last)
+S3_MAX_PART = 5 * 1024**3
+S3_MAX_PARTS = 10_000  # parts in one multipart upload
+# S3's rules for a bucket's name (lower case, digits, dots, hyphens; 3 to 63 characters)
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+@dataclass(frozen=True, slots=True)
+class StorageLocation:
+    """LAPSE_STORAGE_URL, read: a folder (`path`), or an S3 bucket and a key prefix (`bucket`, `prefix`)."""
+
+    scheme: Literal["file", "s3"]
+    path: Path | None = None
+    bucket: str = ""
+    prefix: str = ""
+
+
+def parse_storage_url(value: str) -> StorageLocation:
+    url = urlsplit(value)
+    if url.scheme == "file":
+        if url.netloc not in ("", "localhost") or not url.path.startswith("/") or url.query or url.fragment:
+            raise ValueError(f"a folder is named file:///absolute/path (got {value!r})")
+        return StorageLocation(scheme="file", path=Path(unquote(url.path)))
+    if url.scheme == "s3":
+        if not _BUCKET.fullmatch(url.netloc) or ".." in url.netloc:
+            raise ValueError(f"a bucket is named s3://bucket-name/optional/prefix (got {value!r})")
+        if url.query or url.fragment or "//" in url.path:
+            raise ValueError(f"s3://bucket/prefix takes no query, fragment or empty folder (got {value!r})")
+        prefix = url.path.strip("/")
+        return StorageLocation(scheme="s3", bucket=url.netloc, prefix=f"{prefix}/" if prefix else "")
+    raise ValueError(f"must be file:///path or s3://bucket/prefix (got {value!r})")
 
 
 class Settings(BaseSettings):
@@ -60,8 +93,23 @@ class Settings(BaseSettings):
     # start or its last answer; and open connections per worker (unset: half the process's descriptor limit).
     header_timeout: Annotated[Duration, Field(gt=timedelta(0))] = timedelta(seconds=10)
     max_connections: int | None = Field(default=None, ge=1)
+    # Where blobs live: file:///path (default: data_dir/blobs) or s3://bucket/prefix (the `s3` extra; the
+    # credentials come from the client library's usual chain: AWS_ACCESS_KEY_ID…, profiles, instance roles)
+    storage_url: str = ""
+    s3_endpoint: AnyHttpUrl | None = None  # unset: AWS's own endpoint for s3_region
+    s3_region: str = "us-east-1"
+    s3_path_style: bool = False  # http://host/bucket/key rather than http://bucket.host/key (most self-hosted stores)
+    s3_part_size: Annotated[int, BeforeValidator(parse_size), Field(ge=S3_MIN_PART, le=S3_MAX_PART)] = 8 * 1024**2
+    redirect_ttl: Duration = timedelta(seconds=60)  # a presigned URL's life (and never longer than the grant's)
 
-    @field_validator("default_ttl", "max_ttl", "grant_ttl", "sweep_interval")
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str) -> str:
+        if value:
+            parse_storage_url(value)
+        return value
+
+    @field_validator("default_ttl", "max_ttl", "grant_ttl", "sweep_interval", "redirect_ttl")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
@@ -89,9 +137,21 @@ class Settings(BaseSettings):
     def _consistent(self) -> "Settings":
         if self.default_ttl > self.max_ttl:
             raise ValueError("LAPSE_DEFAULT_TTL is longer than LAPSE_MAX_TTL")
+        if self.storage_url.startswith("s3:") and self.max_upload_size > S3_MAX_PARTS * self.s3_part_size:
+            raise ValueError(
+                f"LAPSE_MAX_UPLOAD_SIZE needs more than S3's {S3_MAX_PARTS} parts of LAPSE_S3_PART_SIZE: "
+                "raise the part size"
+            )
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir.resolve() / 'lapse.db'}"
         return self
+
+    @property
+    def storage(self) -> StorageLocation:
+        """Where blobs live (LAPSE_STORAGE_URL; unset: the data dir's blobs folder)."""
+        if not self.storage_url:
+            return StorageLocation(scheme="file", path=self.data_dir / "blobs")
+        return parse_storage_url(self.storage_url)
 
     @property
     def sweep_grace(self) -> timedelta:

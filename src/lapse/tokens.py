@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 
 from itsdangerous import BadSignature, Signer
 
@@ -101,8 +101,13 @@ class GrantSigner:
         return self._signer.sign(link_id, str(int(expires_at.timestamp())))
 
     def verify(self, grant: str, *, link_id: str, now: datetime) -> bool:
+        return self.valid_until(grant, link_id=link_id, now=now) is not None
+
+    def valid_until(self, grant: str, *, link_id: str, now: datetime) -> datetime | None:
+        """When the grant ends, if it is a live grant for this link; else None."""
         parts = self._signer.unsign(grant, fields=2)
         # ASCII digits only, and few: str.isdigit() also takes "²", which int() refuses.
         if parts is None or parts[0] != link_id or not _EXPIRY.fullmatch(parts[1]):
-            return False
-        return int(parts[1]) > now.timestamp()
+            return None
+        until = datetime.fromtimestamp(int(parts[1]), UTC)
+        return until if until > now else None

@@ -9,7 +9,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from lapse.errors import Unavailable
 from lapse.settings import Settings
+from lapse.storage import LocalStorage
 from tests.helpers import ApiClient, stored_files
 
 pytestmark = pytest.mark.anyio
@@ -222,3 +224,18 @@ async def test_delete_removes_bytes_and_kills_links(
     state = (await alice.request("GET", f"/api/v1/links/{link['id']}")).json()
     assert state["state"] == "file_deleted"
     assert state["file_id"] is None
+
+
+async def test_a_delete_is_done_even_when_the_bytes_cannot_go_yet(
+    alice: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row's deletion committed: the file is gone (204), its bytes wait for the sweeper as an orphan."""
+    file = await alice.upload(b"stays a while")
+
+    async def away(self: LocalStorage, key: str) -> None:
+        raise Unavailable("Storage is not available right now.")
+
+    monkeypatch.setattr(LocalStorage, "delete", away)
+    response = await alice.request("DELETE", f"/api/v1/files/{file['id']}")
+    assert response.status_code == 204
+    assert (await alice.request("GET", f"/api/v1/files/{file['id']}")).status_code == 404

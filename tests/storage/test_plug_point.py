@@ -5,7 +5,7 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
@@ -13,6 +13,7 @@ from asgi_lifespan import LifespanManager
 
 from lapse import runtime
 from lapse.app import create_app
+from lapse.db.base import utc_now
 from lapse.runtime import open_runtime
 from lapse.settings import Settings
 from lapse.storage import BlobInfo, BlobStat, LocalStorage, OpenBlob, StoredBlob
@@ -82,8 +83,8 @@ class RemoteLike:
 def stores(monkeypatch: pytest.MonkeyPatch) -> list[RemoteLike]:
     made: list[RemoteLike] = []
 
-    def open_storage(data_dir: Path) -> RemoteLike:
-        made.append(RemoteLike(data_dir / "blobs"))
+    def open_storage(settings: Settings) -> RemoteLike:
+        made.append(RemoteLike(settings.data_dir / "blobs"))
         return made[-1]
 
     monkeypatch.setattr(runtime, "open_storage", open_storage)
@@ -153,3 +154,33 @@ async def test_redirect_after_a_password_form_is_303(settings: Settings, stores:
         response = await http.post(link["path"], data={"password": "pw"})
         assert response.status_code == 303
         assert response.headers["location"].startswith(STORE)
+
+
+async def test_redirect_never_when_the_store_would_judge_the_request_differently(
+    settings: Settings, stores: list[RemoteLike]
+) -> None:
+    """Stores ignore If-Range and read several Range headers their own way; the browser would send both on."""
+    async for http, alice in client(settings, "redirect"):
+        link = await alice.share(BODY, max_downloads=1)
+        first = await http.get(link["path"])
+        assert first.status_code == 302
+        grant = {"lapse-grant": first.headers["lapse-grant"]}
+        stale = await http.get(link["path"], headers=grant | {"range": "bytes=10-19", "if-range": '"not-it"'})
+        assert (stale.status_code, stale.content) == (200, BODY)  # Lapse's decision: the whole file, sent here
+        two = await http.get(link["path"], headers=[*grant.items(), ("range", "bytes=0-1"), ("range", "bytes=5-6")])
+        assert two.status_code != 302
+        fresh = await http.get(link["path"], headers=grant | {"range": "bytes=10-19"})
+        assert fresh.status_code == 302  # a plain range: the store reads it as Lapse did
+
+
+async def test_a_presigned_url_never_outlives_the_grant_it_serves(settings: Settings, stores: list[RemoteLike]) -> None:
+    async for http, alice in client(settings, "redirect"):
+        link = await alice.share(BODY, max_downloads=1)
+        assert (await http.get(link["path"])).status_code == 302
+        http.cookies.clear()
+        async with open_runtime(settings) as runtime:  # a grant with ten seconds left, as after a long pause
+            short = runtime.grants.sign(link["id"], utc_now() + timedelta(seconds=10))
+        resumed = await http.get(link["path"], headers={"lapse-grant": short})
+        assert resumed.status_code == 302
+        lasts = int(parse_qs(urlsplit(resumed.headers["location"]).query)["expires-in"][0])
+        assert 0 < lasts <= 10

@@ -157,5 +157,5 @@ async def delete_file(file_id: str, owner: OwnerDep, session: SessionDep, runtim
     """Delete the file: its links answer 410 from now on, and its bytes are removed."""
     storage_key = await files_service.delete_file(session, owner=owner, file_id=file_id)
     await session.commit()  # row first, then bytes: a crash in between leaves an orphan the sweeper removes
-    await runtime.storage.delete(storage_key)
+    await files_service.remove_bytes(runtime.storage, storage_key)
     return Response(status_code=204)

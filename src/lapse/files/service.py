@@ -1,5 +1,6 @@
 """Files: upload (durable before visible), read, list, delete."""
 
+import logging
 import mimetypes
 from collections.abc import AsyncIterable, Sequence
 
@@ -8,10 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lapse import metrics
 from lapse.content_types import OCTET_STREAM, media_type
 from lapse.db.models import ApiKey, File
-from lapse.errors import NotFound
+from lapse.errors import NotFound, Unavailable
 from lapse.files.repository import FileRepository
 from lapse.storage import Storage
 from lapse.text import clean_filename
+
+logger = logging.getLogger("lapse.files")
 
 
 def normalise_content_type(declared: str | None, filename: str) -> str:
@@ -89,3 +92,12 @@ async def delete_file(session: AsyncSession, *, owner: ApiKey, file_id: str) -> 
     file = await get_file(session, owner=owner, file_id=file_id)
     await FileRepository(session).delete(file.id)
     return file.storage_key
+
+
+async def remove_bytes(storage: Storage, storage_key: str) -> None:
+    """The bytes of a file whose row's deletion has committed. A storage that is away now leaves them as an orphan
+    blob, which the sweeper removes later: the file is deleted all the same, and the caller is told so."""
+    try:
+        await storage.delete(storage_key)
+    except Unavailable:
+        logger.warning("file.bytes_left storage_key=%s", storage_key)

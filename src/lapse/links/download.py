@@ -233,7 +233,7 @@ class Downloads:
                 await self._gone_meanwhile(request, now)
                 raise
         try:
-            elsewhere = await self._elsewhere(request, target, headers, ranges)  # may fail: nothing is spent yet
+            elsewhere = await self._elsewhere(request, target, headers, ranges, now=now)  # may fail: nothing spent
             grant = None if target.granted else await self._spend(target, now)
         except BaseException:
             if blob is not None:
@@ -259,6 +259,8 @@ class Downloads:
         target: Target,
         headers: dict[str, str],
         ranges: list[tuple[int, int]] | None,
+        *,
+        now: datetime,
     ) -> Accel | Redirect | None:
         """Whether nginx or the store sends the bytes (the settings and the request allow it), decided before
         counting; the grant is added once counted."""
@@ -268,10 +270,14 @@ class Downloads:
             path = self.storage.accel_path(file.storage_key)
             if where is not None and path is not None:
                 return Accel(location=accel.uri(self.accel_prefix, where, path), headers=headers)
-        elif self.delivery == "redirect" and (ranges is None or len(ranges) == 1) and not _conditional(request.headers):
+        elif self.delivery == "redirect" and (ranges is None or len(ranges) == 1):
+            if _store_may_judge_differently(request.headers):
+                return None
+            # Never outliving the grant the client holds (or is about to get): a resume comes back for a new one.
+            lasts = self.grant_ttl if target.granted_until is None else target.granted_until - now
             url = await self.storage.presign(
                 file.storage_key,
-                expires_in=self.grant_ttl,
+                expires_in=lasts,
                 filename=file.name,
                 content_type=headers["Content-Type"],
             )
@@ -280,9 +286,12 @@ class Downloads:
         return None
 
 
-def _conditional(headers: Headers) -> bool:
-    """Stores judge these by their own validators, not ours: such a request is answered by this server."""
-    return any(name in headers for name in ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since"))
+def _store_may_judge_differently(headers: Headers) -> bool:
+    """A browser sends its request headers again to the store, which judges validators by its own (an MD5 ETag,
+    its own dates) and ignores If-Range, and reads several Range headers its own way: such a request is answered
+    by this server."""
+    validators = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range")
+    return any(name in headers for name in validators) or len(headers.getlist("range")) > 1
 
 
 def _link_status_headers(link: Link) -> dict[str, str]:

@@ -26,7 +26,11 @@ from lapse.tokens import GrantSigner, hash_secret, looks_like_token
 class Target:
     link: Link
     file: File
-    granted: bool  # the caller holds a live grant: serve without counting
+    granted_until: datetime | None = None  # the caller holds a live grant until then: serve without counting
+
+    @property
+    def granted(self) -> bool:
+        return self.granted_until is not None
 
 
 # Where the link is looked up: `Redeemer.find` (links.redeemer), or `LinkRepository(session).find_by_token` in an
@@ -58,12 +62,13 @@ async def resolve(
         if link_state(kept_link, now) is LinkState.ACTIVE and not (
             grant is not None and signer.verify(grant, link_id=kept_link.id, now=now)
         ):
-            return Target(link=kept_link, file=kept_file, granted=False)  # to be counted: the UPDATE re-checks
+            return Target(link=kept_link, file=kept_file)  # to be counted: the UPDATE re-checks
     found = await find(token_hash)
     if found is None:
         raise NotFound("No such link.")
     link, file = found
-    granted = grant is not None and signer.verify(grant, link_id=link.id, now=now)
+    granted_until = None if grant is None else signer.valid_until(grant, link_id=link.id, now=now)
+    granted = granted_until is not None
     state = link_state(link, now)
     if recent is not None:
         if state is LinkState.ACTIVE and file is not None:
@@ -74,7 +79,7 @@ async def resolve(
         state = LinkState.ACTIVE
     if state is not LinkState.ACTIVE or file is None:
         raise Gone(GoneReason(state.value))
-    return Target(link=link, file=file, granted=granted)
+    return Target(link=link, file=file, granted_until=granted_until)
 
 
 # A refused redemption whose re-read shows a live link lost a race to a change (a PATCH raising max_downloads or

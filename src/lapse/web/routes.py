@@ -99,7 +99,7 @@ async def delete_file(
 ) -> Response:
     storage_key = await files_service.delete_file(session, owner=form.user.key, file_id=file_id)
     await session.commit()  # row first, then bytes, as the API does: a crash between leaves only an orphan blob
-    await runtime.storage.delete(storage_key)
+    await files_service.remove_bytes(runtime.storage, storage_key)
     return RedirectResponse(f"{root_path(request)}/", status_code=303)
 
 

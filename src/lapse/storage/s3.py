@@ -1,0 +1,295 @@
+"""Blobs in an S3-compatible bucket (`LAPSE_STORAGE_URL=s3://bucket/prefix`), through aiobotocore.
+
+Every key is `<prefix><random hex>`, written once and never changed. An upload goes up in parts of
+`LAPSE_S3_PART_SIZE` (one part in memory at a time) and is visible only once complete; a failed or cancelled one is
+aborted. Anything the store does wrong (refused connection, timeout, 5xx, a missing object) is `Unavailable`: the
+download service then answers 503 before counting.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import anyio
+import anyio.to_thread
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lapse.delivery.serving import content_disposition
+from lapse.errors import TooLarge, Unavailable
+from lapse.storage.base import SMALL_BLOB, BlobInfo, BlobStat, LocalFile, StoredBlob
+from lapse.storage.presign import Credentials, Presigner
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+logger = logging.getLogger("lapse.storage.s3")
+
+CHUNK = 256 * 1024  # what one read of a streamed GET asks for
+CHECK_TTL = 5.0  # seconds a health check's answer is reused: probes and redirects never hammer the store
+HASH_IN_THREAD = 1024 * 1024  # a part this big is hashed on a thread while it uploads
+# What the store's side can raise: botocore's errors, and aiohttp's (under botocore) while a body streams.
+_STORE_ERRORS = (BotoCoreError, ClientError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
+
+
+class S3Storage:
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        prefix: str,
+        endpoint: str | None,
+        region: str,
+        path_style: bool,
+        part_size: int,
+        redirect_ttl: timedelta,
+        check_ttl: float = CHECK_TTL,
+        list_page_size: int = 1000,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.endpoint = endpoint
+        self.region = region
+        self.part_size = part_size
+        self.redirect_ttl = redirect_ttl
+        self.check_ttl = check_ttl
+        self.list_page_size = list_page_size
+        self._session = get_session()
+        self._config = AioConfig(
+            region_name=region,
+            # botocore >= 1.36 adds CRC checksums that many S3-compatible stores refuse: only where S3 needs one
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            s3={"addressing_style": "path" if path_style else "virtual"},
+            retries={"max_attempts": 2, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=30,
+        )
+        self._stack = contextlib.AsyncExitStack()
+        self._client: S3Client | None = None
+        # Where a presigned URL points: the store's own address for the bucket, as the client would send to it.
+        base = (endpoint or f"https://s3.{region}.amazonaws.com").rstrip("/")
+        scheme, _, host = base.partition("://")
+        self._presigner = Presigner(
+            base=f"{base}/{bucket}" if path_style else f"{scheme}://{bucket}.{host}", region=region
+        )
+        self._lock = asyncio.Lock()
+        self._checked_at = -check_ttl
+        self._check_error: Unavailable | None = None
+
+    def _key(self, key: str) -> str:
+        if not key.isalnum():  # keys are ours (hex); never let anything else name an object
+            raise ValueError(f"bad storage key {key!r}")
+        return self.prefix + key
+
+    async def client(self) -> "S3Client":
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    made = self._session.create_client("s3", endpoint_url=self.endpoint, config=self._config)
+                    self._client = await self._stack.enter_async_context(made)
+        return self._client
+
+    async def put(self, chunks: AsyncIterable[bytes], *, max_size: int) -> StoredBlob:
+        key = secrets.token_hex(16)
+        upload = _Upload(self, self._key(key), max_size=max_size)
+        size = await upload.run(chunks)
+        return StoredBlob(key=key, size=size, sha256=upload.digest.hexdigest())
+
+    async def stat(self, key: str) -> BlobStat:
+        client = await self.client()
+        async with _translated("stat", key):
+            head = await client.head_object(Bucket=self.bucket, Key=self._key(key))
+            size = head["ContentLength"]
+            if size > SMALL_BLOB:
+                return BlobStat(size=size)
+            got = await client.get_object(Bucket=self.bucket, Key=self._key(key), IfMatch=head["ETag"])
+            async with got["Body"] as body:
+                data = await body.read()
+        return BlobStat(size=size, body=data if len(data) == size else None)
+
+    async def open(self, key: str) -> "S3Blob":
+        client = await self.client()
+        async with _translated("open", key):  # before counting: a missing object is refused here
+            head = await client.head_object(Bucket=self.bucket, Key=self._key(key))
+        return S3Blob(client, bucket=self.bucket, key=self._key(key), etag=head["ETag"])
+
+    async def delete(self, key: str) -> None:
+        client = await self.client()
+        async with _translated("delete", key):
+            await client.delete_object(Bucket=self.bucket, Key=self._key(key))  # a missing key is not an error
+
+    async def list_blobs(self) -> list[BlobInfo]:
+        client = await self.client()
+        found: list[BlobInfo] = []
+        async with _translated("list", self.prefix):
+            pages = client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix, PaginationConfig={"PageSize": self.list_page_size}
+            )
+            async for page in pages:
+                for item in page.get("Contents", []):
+                    name = item["Key"].removeprefix(self.prefix)
+                    if len(name) == 32 and all(c in "0123456789abcdef" for c in name):  # only ever ours
+                        found.append(BlobInfo(key=name, modified_at=item["LastModified"], temporary=False))
+        return found
+
+    async def check(self) -> None:
+        """HeadBucket, its answer kept for a few seconds: cheap enough for every readiness probe and redirect."""
+        if time.monotonic() - self._checked_at >= self.check_ttl:
+            try:
+                client = await self.client()
+                async with _translated("check", self.bucket, log=False):  # the caller reports it (readyz, start)
+                    await client.head_bucket(Bucket=self.bucket)
+                self._check_error = None
+            except Unavailable as exc:
+                self._check_error = exc
+            self._checked_at = time.monotonic()
+        if self._check_error is not None:
+            raise self._check_error
+
+    def accel_path(self, key: str) -> str | None:
+        return None  # nginx has no path to an object (an S3 location for nginx is a later step)
+
+    async def presign(self, key: str, *, expires_in: timedelta, filename: str, content_type: str) -> str:
+        await self.check()  # presigning is local: a dead store would only show after counting
+        credentials = await self._session.get_credentials()
+        frozen = None if credentials is None else await credentials.get_frozen_credentials()
+        if frozen is None or frozen.access_key is None or frozen.secret_key is None:
+            raise Unavailable("No S3 credentials to sign with.")
+        seconds = max(1, int(min(expires_in, self.redirect_ttl).total_seconds()))
+        return self._presigner.url(
+            self._key(key),
+            credentials=Credentials(frozen.access_key, frozen.secret_key, frozen.token),
+            expires_in=seconds,
+            now=datetime.now(UTC),
+            params={
+                "response-cache-control": "private, no-store",
+                "response-content-disposition": content_disposition(filename),
+                "response-content-type": content_type,
+            },
+        )
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+        self._client = None
+
+
+class S3Blob:
+    """An object checked to exist before its download was counted; read by ranged GETs, pinned to its ETag."""
+
+    def __init__(self, client: "S3Client", *, bucket: str, key: str, etag: str) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._etag = etag
+
+    def local(self) -> LocalFile | None:
+        return None
+
+    async def chunks(self, start: int, end: int) -> AsyncIterator[bytes]:
+        async with _translated("read", self._key):
+            got = await self._client.get_object(
+                Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{end}", IfMatch=self._etag
+            )
+            body = got["Body"]
+            try:
+                left = end - start + 1
+                async for piece in body.iter_chunks(CHUNK):  # pulled as the client takes them: back-pressure
+                    left -= len(piece)
+                    yield piece
+                if left != 0:
+                    raise Unavailable("The object ended early.")
+            finally:
+                body.close()
+
+    def close(self) -> None:
+        pass  # nothing held between reads: each `chunks` closes its own response
+
+
+class _Upload:
+    """One `put`: a single PutObject when the stream fits in one part, else a multipart upload."""
+
+    def __init__(self, storage: S3Storage, key: str, *, max_size: int) -> None:
+        self.storage = storage
+        self.key = key
+        self.max_size = max_size
+        self.digest = hashlib.sha256()
+        self.upload_id: str | None = None
+        self.parts: list[dict[str, Any]] = []
+
+    async def run(self, chunks: AsyncIterable[bytes]) -> int:
+        client = await self.storage.client()
+        size = 0
+        part = bytearray()
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > self.max_size:
+                    raise TooLarge(f"The upload is larger than the limit of {self.max_size} bytes.")
+                part += chunk
+                if len(part) >= self.storage.part_size:
+                    await self._send_part(client, bytes(part))
+                    part.clear()
+            async with _translated("put", self.key):
+                if self.upload_id is None:
+                    await self._hash(bytes(part))
+                    await client.put_object(Bucket=self.storage.bucket, Key=self.key, Body=bytes(part))
+                else:
+                    if part:
+                        await self._send_part(client, bytes(part))
+                    await client.complete_multipart_upload(
+                        Bucket=self.storage.bucket,
+                        Key=self.key,
+                        UploadId=self.upload_id,
+                        MultipartUpload={"Parts": self.parts},  # type: ignore[typeddict-item]
+                    )
+                    self.upload_id = None
+        finally:
+            if self.upload_id is not None:
+                with anyio.CancelScope(shield=True):  # a cancelled request still leaves no parts behind
+                    await self._abort(client)
+        return size
+
+    async def _hash(self, data: bytes) -> None:
+        if len(data) >= HASH_IN_THREAD:
+            await anyio.to_thread.run_sync(self.digest.update, data)
+        else:
+            self.digest.update(data)
+
+    async def _send_part(self, client: "S3Client", data: bytes) -> None:
+        async with _translated("put", self.key):
+            if self.upload_id is None:
+                made = await client.create_multipart_upload(Bucket=self.storage.bucket, Key=self.key)
+                self.upload_id = made["UploadId"]
+            number = len(self.parts) + 1
+            sent = client.upload_part(
+                Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=data
+            )
+            answer, _ = await asyncio.gather(sent, self._hash(data))  # hashed while it travels
+            self.parts.append({"ETag": answer["ETag"], "PartNumber": number})
+
+    async def _abort(self, client: "S3Client") -> None:
+        try:
+            await client.abort_multipart_upload(Bucket=self.storage.bucket, Key=self.key, UploadId=str(self.upload_id))
+        except _STORE_ERRORS:
+            logger.warning("storage.s3.abort_failed", extra={"key": self.key}, exc_info=True)
+
+
+@contextlib.asynccontextmanager
+async def _translated(action: str, what: str, *, log: bool = True) -> AsyncIterator[None]:
+    """The store's failures as Unavailable (503, nothing counted), logged once with what was asked."""
+    try:
+        yield
+    except _STORE_ERRORS as exc:
+        code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else type(exc).__name__
+        if log:
+            logger.warning("storage.s3.failed", extra={"action": action, "what": what, "error": code})
+        raise Unavailable("Storage is not available right now.") from exc

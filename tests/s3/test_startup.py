@@ -1,0 +1,62 @@
+"""`lapse serve` with storage it cannot use stops at once, with one line that says why."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lapse.settings import Settings
+from tests.s3.conftest import BUCKET
+from tests.s3.rgw import Rgw, free_port
+from tests.server.process import LAPSE, SECRET_KEY
+
+pytestmark = pytest.mark.server
+
+
+def serve(tmp_path: Path, rgw: Rgw, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "LAPSE_DATA_DIR": str(tmp_path / "data"),
+        "LAPSE_SECRET_KEY": SECRET_KEY,
+        "LAPSE_S3_PATH_STYLE": "true",
+        "AWS_ACCESS_KEY_ID": rgw.access_key,
+        "AWS_SECRET_ACCESS_KEY": rgw.secret_key,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "COLUMNS": "300",  # one line stays one line
+    } | env
+    command = [LAPSE, "serve", "--host", "127.0.0.1", "--port", str(free_port())]
+    return subprocess.run(command, env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+
+def one_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [("s3://Not_A_Bucket/x", "a bucket is named"), ("ftp://host/x", "must be file:///path or s3://bucket/prefix")],
+)
+def test_a_malformed_storage_url_is_refused(tmp_path: Path, rgw: Rgw, url: str, says: str) -> None:
+    line = one_line(serve(tmp_path, rgw, LAPSE_STORAGE_URL=url))
+    assert "LAPSE_STORAGE_URL" in line
+    assert says in line
+    with pytest.raises(ValueError, match=says):
+        Settings(_env_file=None, storage_url=url)  # type: ignore[call-arg]
+
+
+def test_an_unreachable_store_stops_serve_at_start(tmp_path: Path, rgw: Rgw) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    line = one_line(serve(tmp_path, rgw, LAPSE_STORAGE_URL=f"s3://{BUCKET}/p", LAPSE_S3_ENDPOINT=dead))
+    assert line.startswith("lapse: cannot start: LAPSE_STORAGE_URL=s3://lapse-test/p is not reachable")
+    assert "Could not connect" in line
+
+
+def test_a_missing_bucket_stops_serve_at_start(tmp_path: Path, rgw: Rgw) -> None:
+    line = one_line(serve(tmp_path, rgw, LAPSE_STORAGE_URL="s3://no-such-bucket/p", LAPSE_S3_ENDPOINT=rgw.endpoint))
+    assert "s3://no-such-bucket/p is not reachable" in line
+    assert "404" in line or "Not Found" in line

@@ -15,11 +15,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/lapse serve --host 127.0.0.1 --port 8000
 
+# pytest-xdist: one worker per core, each with databases of its own (tests/databases.py).
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

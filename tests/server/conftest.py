@@ -11,7 +11,7 @@ import pytest
 from tests.server.services import DATABASES, Service, service, serving
 
 # Test modules import these from tests.server.services; the names stay here for modules written before it existed.
-__all__ = ["DATABASES", "Service", "kind", "service", "serving", "shared"]
+__all__ = ["DATABASES", "Service", "service", "serving"]
 
 
 @pytest.fixture(scope="session", params=DATABASES)

@@ -15,11 +15,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/lapse serve --host 127.0.0.1 --port 8000
 
+# pytest-xdist: one worker per core, each with databases of its own (tests/databases.py). Temp folders (the
+# tests' SQLite files and blobs) in RAM when there is a tmpfs: an fsync per commit on a shared disk was most of a
+# SQLite test's time.
+TEST_TMPDIR := $(shell test -d /dev/shm && test -w /dev/shm && echo /dev/shm)
+
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR) )$(BIN)/pytest -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -28,7 +33,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Load and throughput against baselines measured in the same run (see README, Performance). Needs root for apt.
+# Load and throughput against baselines measured in the same run (docs/performance.md). Needs root for apt.
 bench-tools:
 	@command -v wrk >/dev/null && command -v nginx >/dev/null && command -v curl >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq nginx-light wrk curl || apt-get install -y -qq nginx wrk curl)

@@ -1,31 +1,22 @@
 """Fixtures: real SQLite and PostgreSQL, the app with its lifespan run, keys made through the service."""
 
-import asyncio
 import os
-import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
-from sqlalchemy import text
 from starlette.types import ASGIApp
 
 from lapse.app import create_app
-from lapse.db.migrate import upgrade
-from lapse.db.session import create_engine
 from lapse.runtime import Runtime, open_runtime
 from lapse.settings import Settings
-from tests.helpers import ApiClient, new_key
+from tests.databases import TEMPLATES, Templates, empty_tables, migrated_postgres, migrated_sqlite, run_isolated
+from tests.helpers import TEST_SECRET, ApiClient, new_key
 
-PG_ADMIN_URL = os.environ.get("LAPSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("LAPSE_TEST_REDIS", "redis://127.0.0.1:6379/0")
-TEST_SECRET = "test-secret-" + "x" * 40
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -33,35 +24,22 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _isolated(work: Callable[[], T]) -> T:
-    """Run set-up work on a thread of its own, outside the test's event loop: Alembic runs its own loop, and
-    these fixtures are sync so that parametrised fixtures can ask for them."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(work).result()
-
-
-async def _execute(url: str, statement: str, **engine_options: Any) -> None:
-    engine = create_engine(url, **engine_options)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
+@pytest.fixture(scope="session", autouse=True)
+def database_templates() -> Iterator[Templates]:
+    """The migrated templates every test database is copied from: made on first use, removed at the end."""
+    yield TEMPLATES
+    TEMPLATES.close()
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A database of our own on the machine's PostgreSQL, migrated once, dropped at the end.
+    """A migrated database of this worker's own on the machine's PostgreSQL (a copy of the template), for the
+    session, dropped at the end.
 
     Never skipped: the PostgreSQL tests are half the point, and CI must fail if the server is not there.
     """
-    name = f"lapse_test_{secrets.token_hex(4)}"
-    _isolated(lambda: asyncio.run(_execute(PG_ADMIN_URL, f'CREATE DATABASE "{name}"', isolation_level="AUTOCOMMIT")))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    _isolated(lambda: upgrade(url))
-    yield url
-    drop = f'DROP DATABASE "{name}" WITH (FORCE)'
-    _isolated(lambda: asyncio.run(_execute(PG_ADMIN_URL, drop, isolation_level="AUTOCOMMIT")))
+    with migrated_postgres() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -71,15 +49,14 @@ def redis_url() -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated database with nothing in it: a copy of the template file for this test alone, or the worker's
+    PostgreSQL database with every table emptied."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'lapse.db'}"
-        _isolated(lambda: upgrade(url))
-        yield url
-        return
-    url = request.getfixturevalue("postgres_url")
-    yield url
-    _isolated(lambda: asyncio.run(_execute(url, "TRUNCATE links, files, api_keys")))
+        return migrated_sqlite(tmp_path / "lapse.db")
+    url: str = request.getfixturevalue("postgres_url")
+    run_isolated(lambda: empty_tables(url))
+    return url
 
 
 @pytest.fixture

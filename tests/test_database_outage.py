@@ -20,8 +20,7 @@ from lapse.app import create_app
 from lapse.db.migrate import upgrade
 from lapse.runtime import open_runtime
 from lapse.settings import Settings
-from tests.helpers import new_key
-from tests.server.process import free_port
+from tests.helpers import free_port, new_key
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,7 @@ from asgi_lifespan import LifespanManager
 
 from lapse.app import app_from_env, create_app
 from lapse.settings import Settings
-from tests.conftest import TEST_SECRET
+from tests.helpers import TEST_SECRET
 
 pytestmark = pytest.mark.anyio
 

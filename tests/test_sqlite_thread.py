@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
 from lapse.db.sqlite_thread import SqliteThread
@@ -32,37 +33,44 @@ def read_count(path: str) -> int:
 
 async def test_queued_writes_share_one_transaction_and_are_committed_when_answered(database: str) -> None:
     writer = SqliteThread(database, name="test-writer", writes=True)
-    gate = threading.Event()
-    transactions: list[int] = []
+    started, gate = threading.Event(), threading.Event()
+    statements: list[str] = []  # every statement the writer's connection runs, as SQLite traces them
+    in_transaction: list[bool] = []
 
     def blocker(connection: sqlite3.Connection) -> None:
+        connection.set_trace_callback(statements.append)
+        started.set()
         gate.wait(5)  # holds the thread so that the next jobs queue up behind it
 
     def bump(connection: sqlite3.Connection) -> int:
-        transactions.append(id(connection) if connection.in_transaction else -1)
+        in_transaction.append(connection.in_transaction)
         row = connection.execute("UPDATE counts SET n = n + 1 WHERE id = 1 RETURNING n").fetchone()
         return int(row[0])
 
     try:
         first = asyncio.ensure_future(writer.run_sql(blocker))
-        await asyncio.sleep(0.05)
+        assert await anyio.to_thread.run_sync(started.wait, 5), "the writer never ran the first job"
         bumps = [asyncio.ensure_future(writer.run_sql(bump)) for _ in range(20)]
-        await asyncio.sleep(0.05)
+        await anyio.wait_all_tasks_blocked()  # every bump is queued, waiting for its answer
         gate.set()
         await first
         results = await asyncio.gather(*bumps)
         assert sorted(results) == list(range(1, 21))
         assert read_count(database) == 20  # another connection sees every answered write
-        assert -1 not in transactions  # each ran inside the batch's transaction
+        assert in_transaction == [True] * 20  # each ran inside a transaction begun for it or its batch
+        # The blocker's batch ends with its COMMIT; then the twenty queued jobs: one BEGIN, twenty UPDATEs, one COMMIT.
+        updates = [statement.split()[0] for statement in statements]
+        assert updates == ["COMMIT", "BEGIN", *["UPDATE"] * 20, "COMMIT"], statements
     finally:
         writer.close()
 
 
 async def test_a_failing_job_rolls_back_its_whole_batch(database: str) -> None:
     writer = SqliteThread(database, name="test-writer", writes=True)
-    gate = threading.Event()
+    started, gate = threading.Event(), threading.Event()
 
     def blocker(connection: sqlite3.Connection) -> None:
+        started.set()
         gate.wait(5)
 
     def bump(by: int) -> Callable[[sqlite3.Connection], None]:
@@ -73,10 +81,10 @@ async def test_a_failing_job_rolls_back_its_whole_batch(database: str) -> None:
 
     try:
         first = asyncio.ensure_future(writer.run_sql(blocker))
-        await asyncio.sleep(0.05)
+        assert await anyio.to_thread.run_sync(started.wait, 5), "the writer never ran the first job"
         good = asyncio.ensure_future(writer.run_sql(bump(1)))
         bad = asyncio.ensure_future(writer.run_sql(bump(100)))  # breaks the CHECK
-        await asyncio.sleep(0.05)
+        await anyio.wait_all_tasks_blocked()  # both are queued, in one batch behind the blocker
         gate.set()
         await first
         for job in (good, bad):

@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from lapse import zerocopy
 from lapse.api.file_responses import ZERO_COPY
 from lapse.zerocopy import EXTENSION, ZeroCopyHttpToolsProtocol
-from tests.server.process import free_port
+from tests.helpers import free_port
 
 SIZE = 8 * 1024 * 1024  # more than a loopback socket's buffer holds: sends wait for the client between bursts
 BIG = 256 * 1024 * 1024  # more than the socket buffers of both ends hold: a client that stops reading stalls it

@@ -20,7 +20,7 @@ from lapse.links import redemption
 from lapse.runtime import Runtime
 from lapse.settings import Settings
 from lapse.storage.base import SMALL_BLOB
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, downloads_of, fresh_get
 
 pytestmark = pytest.mark.anyio
 
@@ -33,18 +33,6 @@ async def app(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterat
     fast = request.param == "fast"
     async with LifespanManager(create_app(settings, sweep=False, fast_paths=fast)) as manager:
         yield manager.app
-
-
-async def downloads_of(owner: ApiClient, link: dict[str, Any]) -> int:
-    response = await owner.request("GET", f"/api/v1/links/{link['id']}")
-    count: int = response.json()["downloads"]
-    return count
-
-
-async def fresh_get(http: httpx.AsyncClient, path: str, **headers: str) -> httpx.Response:
-    """A request with no grant cookie: the client a recipient would be."""
-    http.cookies.clear()
-    return await http.get(path, headers={name.replace("_", "-"): value for name, value in headers.items()})
 
 
 async def test_full_get_carries_every_safe_header(alice: ApiClient, http: httpx.AsyncClient) -> None:

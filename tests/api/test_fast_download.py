@@ -13,8 +13,7 @@ from starlette.types import ASGIApp
 from lapse.api import fast_download
 from lapse.links import redemption
 from lapse.middleware import DEFAULT_HEADER_FIELDS
-from tests.api.test_download import downloads_of
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, downloads_of
 
 pytestmark = pytest.mark.anyio
 

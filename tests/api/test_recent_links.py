@@ -10,8 +10,7 @@ import pytest
 from lapse.db.models import File, Link
 from lapse.links.recent import RecentLinks
 from lapse.links.redeemer import AsyncpgRedeemer, SqliteRedeemer
-from tests.api.test_download import downloads_of, fresh_get
-from tests.helpers import ApiClient
+from tests.helpers import ApiClient, downloads_of, fresh_get
 
 pytestmark = pytest.mark.anyio
 

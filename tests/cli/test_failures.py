@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from lapse.client.errors import ExitCode
-from tests.cli.conftest import Lapse, start_server, write_random
-from tests.server.process import LapseServer, free_port
+from tests.cli.helpers import Lapse, start_server, write_random
+from tests.helpers import free_port
+from tests.process import LapseServer
 
 pytestmark = pytest.mark.server
 

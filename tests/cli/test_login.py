@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Lapse
+from tests.cli.helpers import Lapse
 
 pytestmark = pytest.mark.server
 

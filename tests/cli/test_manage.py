@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.conftest import Lapse, write_random
+from tests.cli.helpers import Lapse, write_random
 
 pytestmark = pytest.mark.server
 

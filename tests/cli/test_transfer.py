@@ -13,7 +13,7 @@ import pytest
 
 from lapse.client.errors import ExitCode
 from lapse.client.partial import PartialState
-from tests.cli.conftest import Lapse, MiB, lapse_subprocess, write_random
+from tests.cli.helpers import Lapse, MiB, lapse_subprocess, write_random
 
 pytestmark = pytest.mark.server
 

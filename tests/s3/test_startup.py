@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from lapse.settings import Settings
+from tests.process import LAPSE, SECRET_KEY
 from tests.s3.conftest import BUCKET
 from tests.s3.rgw import Rgw, free_port
-from tests.server.process import LAPSE, SECRET_KEY
 
 pytestmark = pytest.mark.server
 

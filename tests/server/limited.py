@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from tests.server.process import LapseServer
+from tests.process import LapseServer
 
 
 class LimitedServer(LapseServer):

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from tests.server.process import LapseServer, free_port
+from tests.helpers import free_port
+from tests.process import LapseServer
 
 DEPLOY_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "lapse.conf"
 START_TIMEOUT = 15.0

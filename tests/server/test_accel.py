@@ -21,10 +21,10 @@ import anyio.to_thread
 import httpx
 import pytest
 
+from tests.process import LapseServer, fresh_database
 from tests.server.api import bearer, fresh_client, link_info, share, stored_files
-from tests.server.conftest import serving
 from tests.server.nginx import Nginx
-from tests.server.process import LapseServer, fresh_database
+from tests.server.services import serving
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server]
 

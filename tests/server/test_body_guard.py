@@ -12,7 +12,7 @@ import pytest
 
 from lapse.api.deps import MAX_JSON_BODY
 from tests.server.api import fresh_client, read_response_head
-from tests.server.conftest import Service, service
+from tests.server.services import Service, service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server]
 

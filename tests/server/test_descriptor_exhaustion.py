@@ -10,10 +10,10 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.process import fresh_database
 from tests.server.api import fresh_client, link_info, share
-from tests.server.conftest import Service, serving
 from tests.server.limited import LimitedServer, Transfer, transfer
-from tests.server.process import fresh_database
+from tests.server.services import Service, serving
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server]
 

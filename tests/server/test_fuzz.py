@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import Service, serving
-from tests.server.process import LapseServer, fresh_database
+from tests.process import LapseServer, fresh_database
+from tests.server.services import Service, serving
 
 pytestmark = pytest.mark.server
 

@@ -7,7 +7,7 @@ import anyio
 import pytest
 
 from tests.server.api import fresh_client, read_response_head, share
-from tests.server.conftest import Service
+from tests.server.services import Service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server]
 

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.server.api import fresh_client, share
-from tests.server.conftest import Service
+from tests.server.services import Service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server]
 

@@ -7,7 +7,7 @@ import anyio
 import pytest
 
 from tests.server.api import fresh_client, link_info, share
-from tests.server.conftest import Service
+from tests.server.services import Service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server]
 

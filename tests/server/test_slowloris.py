@@ -11,11 +11,11 @@ import anyio
 import pytest
 from anyio.abc import SocketStream
 
+from tests.process import LapseServer, fresh_database
 from tests.server.api import fresh_client, read_response_head, share
-from tests.server.conftest import Service, serving
 from tests.server.limited import LimitedServer
 from tests.server.nginx import Nginx
-from tests.server.process import LapseServer, fresh_database
+from tests.server.services import Service, serving
 from tests.server.slowloris import slowloris
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server]

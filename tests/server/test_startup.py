@@ -12,8 +12,9 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from lapse.db.migrate import alembic_config
+from tests.helpers import free_port
+from tests.process import LAPSE, LapseServer, fresh_database, query
 from tests.server.api import fresh_client, list_files
-from tests.server.process import LAPSE, LapseServer, free_port, fresh_database, query
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server]
 

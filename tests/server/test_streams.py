@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.server.api import bearer, eventually, fresh_client, read_response_head, share
-from tests.server.conftest import Service
+from tests.server.services import Service
 
 pytestmark = pytest.mark.anyio
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from lapse.sweeper import STALE_AFTER
+from tests.process import query
 from tests.server.api import bearer, eventually, fresh_client, list_files, read_response_head, stored_files
-from tests.server.conftest import DATABASES, Service, service
-from tests.server.process import query
+from tests.server.services import DATABASES, Service, service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.process import LapseServer, fresh_database
 from tests.server.api import fresh_client, share
-from tests.server.conftest import Service, serving
-from tests.server.process import LapseServer, fresh_database
+from tests.server.services import Service, serving
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server]
 

@@ -61,10 +61,12 @@ async def test_small_chunks_are_gathered_into_batches() -> None:
 async def test_the_next_batch_is_received_while_the_thread_writes_this_one() -> None:
     """The point of the pipeline: receiving does not wait for each write. And it is bounded: while the thread
     is stuck on one batch, the next is gathered and the body is read no further."""
+    writing = threading.Event()
     release = threading.Event()
     pulled: list[int] = []
 
     def slow(batch: list[bytes]) -> None:
+        writing.set()
         release.wait(10)
 
     async def counted() -> AsyncIterator[bytes]:
@@ -74,7 +76,9 @@ async def test_the_next_batch_is_received_while_the_thread_writes_this_one() -> 
 
     async with anyio.create_task_group() as group:
         group.start_soon(lambda: pump(counted(), slow, max_size=MiB, batch_size=1000))
-        await anyio.sleep(0.3)
+        assert await anyio.to_thread.run_sync(writing.wait, 10), "the thread never got batch 0"
+        # Every other task is now waiting: whatever the pump was going to read while the thread is stuck, it has read.
+        await anyio.wait_all_tasks_blocked()
         assert pulled == [0, 1]  # batch 0 in the thread, batch 1 gathered and waiting; nothing more read
         release.set()
     assert len(pulled) == 10
@@ -109,18 +113,37 @@ async def test_a_failing_body_raises_its_own_error_after_the_write_in_flight_is_
     class Gone(Exception):
         pass
 
+    writing = threading.Event()
+    release = threading.Event()
     finished = threading.Event()
+    failed = anyio.Event()
+    raised: list[BaseException] = []
+    finished_when_raised: list[bool] = []
 
     def slow(batch: list[bytes]) -> None:
         anyio.from_thread.run_sync(lambda: None)  # still attached to the loop: the write is really in flight
-        threading.Event().wait(0.2)
+        writing.set()
+        release.wait(10)
         finished.set()
 
     async def broken() -> AsyncIterator[bytes]:
         yield b"x" * 1000
-        await anyio.sleep(0.05)  # the thread has batch 0 now
+        assert await anyio.to_thread.run_sync(writing.wait, 10), "the thread never got batch 0"
+        failed.set()
         raise Gone
 
-    with pytest.raises(Gone):
-        await pump(broken(), slow, max_size=MiB, batch_size=1000)
-    assert finished.is_set()  # pump returned only once the thread let go of the batch (and the file)
+    async def run_pump() -> None:
+        try:
+            await pump(broken(), slow, max_size=MiB, batch_size=1000)
+        except Gone as error:
+            raised.append(error)
+            finished_when_raised.append(finished.is_set())
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run_pump)
+        await failed.wait()
+        await anyio.wait_all_tasks_blocked()  # the pump has seen the failure and is waiting for something
+        assert raised == [], "pump returned while the thread was still writing"
+        release.set()
+    assert len(raised) == 1
+    assert finished_when_raised == [True]  # pump raised only once the thread let go of the batch (and the file)

@@ -5,7 +5,7 @@ import pytest
 
 from lapse.web.render import CSP
 from tests.helpers import ApiClient
-from tests.web.conftest import HTML, Browser, NewBrowser, csrf_field
+from tests.web.helpers import HTML, Browser, NewBrowser, csrf_field
 
 pytestmark = pytest.mark.anyio
 

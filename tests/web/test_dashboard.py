@@ -9,7 +9,7 @@ import pytest
 
 from lapse.web.render import CSP
 from tests.helpers import ApiClient
-from tests.web.conftest import Browser
+from tests.web.helpers import Browser
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Dialog, FilePayload, Page, Route, expect, sync_playwright
 
-from tests.server.process import LapseServer, fresh_database
+from tests.process import LapseServer, fresh_database
 
 pytestmark = pytest.mark.server
 

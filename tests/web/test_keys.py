@@ -5,7 +5,7 @@ import re
 import pytest
 
 from tests.helpers import ApiClient
-from tests.web.conftest import Browser
+from tests.web.helpers import Browser
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ from lapse.db.session import transaction
 from lapse.runtime import Runtime
 from lapse.web.render import CSP
 from tests.helpers import ApiClient
-from tests.web.conftest import HTML, NewBrowser
+from tests.web.helpers import HTML, NewBrowser
 
 pytestmark = pytest.mark.anyio
 

@@ -4,7 +4,7 @@ on the API's upload and on the web page's."""
 import pytest
 
 from tests.helpers import ApiClient
-from tests.web.conftest import ORIGIN, Browser
+from tests.web.helpers import ORIGIN, Browser
 
 pytestmark = pytest.mark.anyio
 

@@ -4,43 +4,32 @@ databases for them.
 Everything here is sync on purpose: fixtures call it directly, async tests through `anyio.to_thread`.
 """
 
-import asyncio
 import json
 import os
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
 from lapse.db.session import create_engine
+from tests.databases import empty_postgres, migrated_postgres, migrated_sqlite
+from tests.helpers import free_port
 
 # The console script of the interpreter running the tests: the same install the tests import.
 LAPSE = str(Path(sys.executable).with_name("lapse"))
-PG_ADMIN_URL = os.environ.get("LAPSE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 SECRET_KEY = "server-tests-secret-" + "s" * 40
 START_TIMEOUT = 30.0
 STOP_GRACE = 5.0
 # What uvicorn logs (at LAPSE_LOG_LEVEL=info, the default) when one worker is ready.
 WORKER_READY = "Application startup complete."
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class LapseServer:
@@ -192,41 +181,18 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def _run_isolated(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run async set-up work on a thread and event loop of its own, away from any test's loop."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(work())).result()
-
-
-async def _pg_admin(statement: str) -> None:
-    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
 @contextmanager
-def fresh_postgres() -> Iterator[str]:
-    """An empty PostgreSQL database (no schema: `lapse` migrates it), dropped afterwards."""
-    name = f"lapse_server_{secrets.token_hex(4)}"
-    _run_isolated(lambda: _pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        _run_isolated(lambda: _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@contextmanager
-def fresh_database(kind: str, root: Path) -> Iterator[str]:
-    """An empty database of the given kind: a new SQLite file under root, or a new PostgreSQL database."""
+def fresh_database(kind: str, root: Path, *, migrated: bool = False) -> Iterator[str]:
+    """A database of the given kind, empty (`lapse` migrates it) unless `migrated`: then a copy of the migrated
+    template, which saves the server its migration. A new SQLite file under root, or a new PostgreSQL database,
+    dropped afterwards."""
     if kind == "sqlite":
         root.mkdir(parents=True, exist_ok=True)
-        yield f"sqlite:///{root / 'lapse.db'}"
+        path = root / "lapse.db"
+        yield migrated_sqlite(path) if migrated else f"sqlite:///{path}"
         return
     assert kind == "postgresql", kind
-    with fresh_postgres() as url:
+    with migrated_postgres() if migrated else empty_postgres("server") as url:
         yield url
 
 

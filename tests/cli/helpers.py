@@ -1,0 +1,92 @@
+"""`lapse` as a user runs it against a real server: in-process through Typer's runner, with the server, key and
+config folder given explicitly, so nothing from the developer's shell or home folder leaks in."""
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from typer.testing import CliRunner, Result
+
+from lapse.cli import app
+from tests.process import LapseServer
+
+MiB = 1024 * 1024
+
+
+@dataclass
+class Lapse:
+    """A running server, a key for it, and an empty config folder: `run` is `lapse ARGS` as its user."""
+
+    server: LapseServer
+    key: str
+    config_home: Path
+    env: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def environment(self, **overrides: str | None) -> dict[str, str | None]:
+        """None unsets: the runner removes those variables while the command runs."""
+        base: dict[str, str | None] = {
+            "LAPSE_SERVER": self.url,
+            "LAPSE_API_KEY": self.key,
+            "XDG_CONFIG_HOME": str(self.config_home),
+            "TTY_COMPATIBLE": None,
+            "FORCE_COLOR": None,
+        }
+        return base | self.env | overrides
+
+    def run(self, *args: str, input: str | None = None, **env: str | None) -> Result:
+        result = CliRunner().invoke(app, list(args), input=input, env=self.environment(**env))
+        assert "Traceback" not in result.stdout + result.stderr, result.stderr
+        assert self.key not in result.stdout + result.stderr, "the API key must never be printed"
+        return result
+
+    def ok(self, *args: str, input: str | None = None, **env: str | None) -> Result:
+        result = self.run(*args, input=input, **env)
+        assert result.exit_code == 0, f"lapse {' '.join(args)} exited {result.exit_code}:\n{result.stderr}"
+        return result
+
+    def json_lines(self, *args: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.ok(*args, "--json").stdout.splitlines()]
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The HTTP API straight, to set up or check what the CLI cannot be trusted to report about itself."""
+        headers = {"Authorization": f"Bearer {self.key}"}
+        with httpx.Client(base_url=self.url, timeout=30, trust_env=False) as client:
+            return client.request(method, path, headers=headers, **kwargs)
+
+    def link(self, link_id: str) -> dict[str, Any]:
+        response = self.api("GET", f"/api/v1/links/{link_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+def start_server(root: Path, env: Mapping[str, str]) -> Iterator[LapseServer]:
+    server = LapseServer(root, f"sqlite:///{root / 'lapse.db'}", workers=1, env=env, name="cli")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        print(server.logs())  # shown by pytest when a test failed
+
+
+def write_random(path: Path, size: int) -> Path:
+    """Random bytes (so that no layer could compress or dedupe them), written a MiB at a time."""
+    with path.open("wb") as file:
+        for offset in range(0, size, MiB):
+            file.write(os.urandom(min(MiB, size - offset)))
+    return path
+
+
+def lapse_subprocess(*args: str) -> list[str]:
+    """`lapse ARGS` as a separate process of the interpreter running the tests (the package has __main__)."""
+    return [sys.executable, "-m", "lapse", *args]

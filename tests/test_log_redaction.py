@@ -7,9 +7,19 @@ import pytest
 from lapse.logs import RedactTokens, redact
 from lapse.tokens import new_api_key, new_id, new_link_token
 
-TOKEN = new_link_token()
-KEY = new_api_key()
-GRANT = f"{new_id()}.1796304158.5ZgolzyIVu36t8A33HF--ByuuP-jGPbkjqwYhJvacy0"
+# Fixed, in the shapes tokens.py makes: test ids must be the same in every xdist worker.
+TOKEN = "S02TkZzClZwDOWopBXD1E80xcVkdD-tU"
+KEY = "lapse_FSs5yOfEUpH6ICa03YKAVyt2svP27F3fRz0Ch2c2do4"
+GRANT = "3a88d8ab25b158dcd88f.1796304158.5ZgolzyIVu36t8A33HF--ByuuP-jGPbkjqwYhJvacy0"
+
+
+def test_the_fixed_secrets_have_the_shapes_lapse_makes() -> None:
+    assert (len(TOKEN), len(KEY), len(GRANT.split(".")[0])) == (
+        len(new_link_token()),
+        len(new_api_key()),
+        len(new_id()),
+    )
+    assert KEY[:6] == new_api_key()[:6]
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,11 @@ would then go out here. The duplicates are closed only once no burst holds them.
 uvicorn's `send` (an empty last piece), so its bookkeeping — Content-Length, keep-alive, the next pipelined
 request — stays its own.
 
-Out of descriptors: both are taken when the request starts, before the app counts a download (a GET or POST that
-cannot have them is not offered the extension; FileResponse sends the file the app already opened). Whatever
-still fails once the headers are out aborts the connection with a reset: uvicorn would close it cleanly, and a
-client reading to the end of the connection would take the headers and a short body for a whole download.
+Out of descriptors: the app opens the file before it counts a download, so a process with none left mostly refuses
+then (503, nothing counted). The two duplicates are taken when the file is sent; if that, or anything else, fails
+once the headers are out, the connection is aborted with a reset: uvicorn would close it cleanly, and a client
+reading to the end of the connection would take the headers and a short body for a whole download. A reset is a
+cut transfer, which the download's grant resumes for free.
 """
 
 import asyncio
@@ -67,8 +68,7 @@ class ZeroCopyHttpToolsProtocol(HttpToolsProtocol):
         send: _ZeroCopySend | None = None
         # TLS encrypts in user space: no sendfile. Only a GET (or a password POST) sends a file's bytes.
         if sock is not None and self.scheme == "http" and cycle.scope["method"] in ("GET", "POST"):
-            send = _ZeroCopySend.reserving(cycle, cycle.send, sock.fileno())
-        if send is not None:
+            send = _ZeroCopySend(cycle, cycle.send, sock.fileno())
             cycle.scope["extensions"] = {**cycle.scope.get("extensions", {}), EXTENSION: {}}
             # An instance attribute: `run_asgi` hands the app `self.send`, so this is the one the app gets.
             cycle.send = send  # type: ignore[method-assign]
@@ -95,7 +95,7 @@ class _Guarded:
             cycle = self.cycle
             if cycle.response_started and not cycle.response_complete and not cycle.disconnected:
                 abort(cycle.transport)
-            if self.send is not None:
+            if self.send is not None and self.send.fds is not None:
                 self.send.fds.release()
 
 
@@ -109,26 +109,16 @@ def abort(transport: Any) -> None:
 
 
 class _ZeroCopySend:
-    __slots__ = ("cycle", "fds", "send")
+    __slots__ = ("cycle", "fds", "send", "socket_fd")
 
-    def __init__(self, cycle: RequestResponseCycle, send: Callable[[Any], Any], fds: "_Descriptors") -> None:
+    def __init__(self, cycle: RequestResponseCycle, send: Callable[[Any], Any], socket_fd: int) -> None:
         self.cycle = cycle
         self.send = send
-        self.fds = fds
-
-    @classmethod
-    def reserving(
-        cls, cycle: RequestResponseCycle, send: Callable[[Any], Any], socket_fd: int
-    ) -> "_ZeroCopySend | None":
-        """The send, with the descriptors a zero-copy send needs reserved now, before the app counts anything;
-        None when the process has none to spare: then the app is not offered the extension and sends through
-        FileResponse, from the file it already opened, which needs no new descriptor."""
-        try:
-            return cls(cycle, send, _Descriptors(socket_fd))
-        except OSError as exc:
-            if exc.errno not in (errno.EMFILE, errno.ENFILE):
-                raise
-            return None
+        self.socket_fd = socket_fd
+        # Taken when a file is sent, not for every request: duplicating two descriptors per request cost a fifth
+        # of a small download's CPU. Should none be left then, the answer is reset (`_Guarded`), never passed off as
+        # whole; the file itself was opened before counting, so a process out of descriptors mostly refuses first.
+        self.fds: _Descriptors | None = None
 
     async def __call__(self, message: Any) -> None:
         if message["type"] != EXTENSION:
@@ -160,6 +150,8 @@ class _ZeroCopySend:
         if not _open(cycle):
             _drop(cycle)
             return
+        if self.fds is None:
+            self.fds = _Descriptors(self.socket_fd)  # no await since `_open`: still this connection's descriptor
         self.fds.hold(file_fd)
         if not await _sendfile(self.fds, offset, count, still_open=lambda: _open(cycle)):
             _drop(cycle)
@@ -194,9 +186,9 @@ async def _flushed(cycle: RequestResponseCycle) -> None:
 
 
 class _Descriptors:
-    """A duplicate of the socket and a slot for one of the file, both taken when the request starts: once the
-    response is under way, nothing may fail for want of a descriptor. `hold` puts the file in the slot with dup2,
-    onto a number this owns (that cannot run out). Closed once the request is done and no burst uses them."""
+    """A duplicate of the socket and a slot for one of the file, both taken before the first burst. `hold` puts the
+    file in the slot with dup2, onto a number this owns (that cannot run out). Closed once the request is done and
+    no burst uses them."""
 
     def __init__(self, socket_fd: int) -> None:
         self.socket = os.dup(socket_fd)

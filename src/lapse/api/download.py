@@ -16,7 +16,7 @@ from lapse.api.stream_response import StreamedBlobResponse
 from lapse.db.base import utc_now
 from lapse.errors import InvalidInput
 from lapse.links import download as downloads
-from lapse.links.download import DownloadRequest
+from lapse.links.download import DownloadRequest, is_prefetch
 from lapse.middleware import DEFAULT_HEADER_FIELDS
 
 router = APIRouter(tags=["download"])
@@ -74,6 +74,7 @@ def download_request(request: Request, token: str) -> DownloadRequest:
         grant=presented_grant(request),
         client=request.client.host if request.client else "unknown",
         password=password,
+        prefetch=is_prefetch(request.headers),
     )
 
 
@@ -114,6 +115,8 @@ async def download(token: str, request: Request) -> Response:
 def respond(decision: downloads.Decision, request: Request, token: str) -> Response:
     """The response for a decision of links.download (the fast path sends it without the framework's middleware,
     so the default headers are added here too)."""
+    if type(decision) is downloads.Send:  # the common case first: a match tries each class in turn
+        return _send(decision, request, token)
     match decision:
         case downloads.PreconditionFailed():
             return problem(412, "A precondition did not hold.", headers=DEFAULT_HEADER_FIELDS)

@@ -20,7 +20,6 @@ from lapse.api.download import basic_password, download_request, respond
 from lapse.api.problems import failed
 from lapse.db.base import utc_now
 from lapse.errors import LapseError
-from lapse.links.download import is_prefetch
 from lapse.middleware import TrustedProxies, app_path
 from lapse.tokens import looks_like_token
 
@@ -59,11 +58,12 @@ async def answer(scope: Scope, receive: Receive, send: Send, *, proxies: Trusted
 
 
 async def _decide_and_respond(request: Request, token: str) -> Response | None:
-    if is_prefetch(request.headers) or basic_password(request) is not None:
+    facts = download_request(request, token)
+    if facts.prefetch or basic_password(request) is not None:
         return None  # refused, or a password to check: the route's error pages and forms answer those
     service = get_runtime(request).downloads
     try:
-        decision = await service.decide(download_request(request, token), now=utc_now(), trust_recent=True)
+        decision = await service.decide(facts, now=utc_now(), trust_recent=True)
     except LapseError:
         service.forget(token)  # it may have been refused from a stale memory: the route reads afresh
         return None

@@ -65,3 +65,8 @@ def test_filter_redacts_arguments_and_bare_messages() -> None:
     assert access == '127.0.0.1:5000 - "GET /d//… HTTP/1.1" 404'
     assert TOKEN not in _format(f"served /d/./{TOKEN}", ())
     assert TOKEN not in _format("%(path)s", ({"path": f"/s//{TOKEN}"},))
+
+
+def test_a_secret_value_ends_where_the_next_part_of_the_target_begins() -> None:
+    """uvicorn 0.55 logs `;jsessionid=1?probe=2` as one path: the query after the value stays readable."""
+    assert redact("/d/x;jsessionid=1?probe=2") == "/d/x;jsessionid=…?probe=2"

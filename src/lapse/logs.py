@@ -20,7 +20,10 @@ MASK = "…"
 _URL_RUN = re.compile(r"[A-Za-z0-9_.~%+-]{16,}")
 _SECRET_RUN = re.compile(r"[A-Za-z0-9_-]{16,}")
 _PUBLIC_ID = re.compile(r"[0-9a-f]{20}")  # lapse.tokens.new_id
-_PARAMETER = re.compile(r"(?P<name>[^\s?&;=#/\"']+)=(?P<value>[^\s&;#\"']*)")
+# A value ends where the next part of the target begins (uvicorn 0.55 logs `;a=1?b=2` as one path).
+_PARAMETER = re.compile(
+    r"(?P<name>[^\s?&;=#/\"']+)=(?P<value>[^\s&;?#\"']*)"
+)  # a value ends where the next part begins
 # Fragments of parameter names that carry secrets: api_key, key, token, grant, password, passwd, pwd, secret,
 # signature / sig (X-Amz-Signature), credential (X-Amz-Credential), auth, session, csrf, code (OAuth).
 _SECRET_NAMES = ("key", "token", "grant", "pass", "pwd", "secret", "sig", "credential", "auth", "session",

@@ -16,7 +16,7 @@ from lapse.app import create_app
 from lapse.links import redemption
 from lapse.settings import Settings
 from lapse.storage import local
-from lapse.storage.base import SMALL_BLOB, BlobStat
+from lapse.storage.base import SMALL_BLOB, BlobStat, LocalFile
 from tests.helpers import ApiClient, stored_files
 
 pytestmark = pytest.mark.anyio
@@ -131,9 +131,8 @@ async def test_a_server_offering_pathsend_is_sent_the_opened_file_not_the_path(t
     blob.write_bytes(data)
     opened = blob.open("rb")
     blob.unlink()  # deleted once the download was counted: only the open file still has the bytes
-    response = JudgedFileResponse(
-        blob, opened, headers={"Content-Type": "application/octet-stream"}, stat=os.fstat(opened.fileno()), ranges=None
-    )
+    local = LocalFile(file=opened, path=blob, stat=os.fstat(opened.fileno()))
+    response = JudgedFileResponse(local, headers={"Content-Type": "application/octet-stream"}, ranges=None)
     sent: list[Message] = []
 
     async def send(message: Message) -> None:

@@ -145,12 +145,12 @@ def _send(decision: downloads.Send, request: Request, token: str) -> Response:
     headers = decision.headers | DEFAULT_HEADER_FIELDS | _grant_headers(request, decision.grant, token)
     ranges = decision.ranges
     if decision.body is not None:
-        return SmallFileResponse(decision.body, headers=headers, span=ranges[0] if ranges else None, head=False)
+        return SmallFileResponse(decision.body, headers=headers, span=ranges[0] if ranges else None)
     if decision.blob is None:  # a HEAD
         return Response(status_code=200, headers=headers | {"Content-Length": str(decision.size)})
     local = decision.blob.local()
     if local is not None:
-        return JudgedFileResponse(local.path, local.file, headers=headers, stat=local.stat, ranges=ranges)
+        return JudgedFileResponse(local, headers=headers, ranges=ranges)
     return StreamedBlobResponse(decision.blob, headers=headers, size=decision.size, span=ranges[0] if ranges else None)
 
 

@@ -15,11 +15,11 @@ api.download (the framework's route), api.fast_download (in front of the framewo
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 
 from starlette.datastructures import Headers
 
-from lapse.db.models import File, Link
+from lapse.db.models import Link
 from lapse.delivery import accel, serving
 from lapse.errors import Forbidden, NotAllowed, Unavailable
 from lapse.links import redemption
@@ -32,12 +32,17 @@ from lapse.storage.base import BlobStat
 from lapse.storage.small_cache import SmallFileCache
 from lapse.tokens import GrantSigner, hash_secret
 
+T = TypeVar("T")
 Delivery = Literal["inline", "accel", "redirect"]
 PasswordSource = Callable[[], Awaitable[str | None]]
 
 
 async def _no_password() -> None:
     return None
+
+
+# The facts and decisions below are not frozen: a frozen dataclass is built through object.__setattr__ field by
+# field, five times the cost, and a download builds several. Nothing changes them once made.
 
 
 @dataclass(slots=True)
@@ -106,8 +111,6 @@ class Redirect:
 
 
 Decision = NotModified | PreconditionFailed | RangeNotSatisfiable | Send | Accel | Redirect
-# Not frozen: a frozen dataclass is built through object.__setattr__ field by field, five times the cost, and a download
-# builds several. Nothing changes them once made.
 
 
 _PURPOSE = frozenset((b"sec-purpose", b"purpose", b"x-purpose"))
@@ -211,18 +214,18 @@ class Downloads:
         kept = self.small_blobs.get(key)
         if kept is not None:
             return kept
-        try:
-            stat = await self.storage.stat(key)
-        except Unavailable:
-            await self._gone_meanwhile(request, now)
-            raise
+        stat = await self._reach(request, now, self.storage.stat(key))
         self.small_blobs.keep(key, stat)
         return stat
 
-    async def _gone_meanwhile(self, request: DownloadRequest, now: datetime) -> None:
-        """The bytes could not be read. When that is because the file was deleted since its link was read (a
-        DELETE racing this download), the link answers 410 now, as it will on the next try; else 503 stands."""
-        await self.resolve(request.token, grant=request.grant, now=now)
+    async def _reach(self, request: DownloadRequest, now: datetime, storage_call: Awaitable[T]) -> T:
+        """The storage's answer. When the bytes cannot be read because the file was deleted since its link was
+        read (a DELETE racing this download), the link answers 410 now, as it will on the next try; else 503."""
+        try:
+            return await storage_call
+        except Unavailable:
+            await self.resolve(request.token, grant=request.grant, now=now)
+            raise
 
     async def _spend_and_deliver(
         self,
@@ -236,12 +239,8 @@ class Downloads:
     ) -> Decision:
         in_memory = stat.body is not None and (ranges is None or len(ranges) == 1)
         blob = None
-        if not in_memory:
-            try:  # opened before counting: a download is never spent on bytes that cannot be read
-                blob = await self.storage.open(target.file.storage_key)
-            except Unavailable:
-                await self._gone_meanwhile(request, now)
-                raise
+        if not in_memory:  # opened before counting: a download is never spent on bytes that cannot be read
+            blob = await self._reach(request, now, self.storage.open(target.file.storage_key))
         try:
             elsewhere = await self._elsewhere(request, target, headers, ranges, now=now)  # may fail: nothing spent
             grant = None if target.granted else await self._spend(target, now)
@@ -274,7 +273,7 @@ class Downloads:
     ) -> Accel | Redirect | None:
         """Whether nginx or the store sends the bytes (the settings and the request allow it), decided before
         counting; the grant is added once counted."""
-        file: File = target.file
+        file = target.file
         if self.delivery == "accel":
             where = accel.location(request.headers, ranges)
             path = self.storage.accel_path(file.storage_key)

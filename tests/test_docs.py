@@ -85,17 +85,17 @@ def test_the_link_check_catches_what_it_should(tmp_path: Path) -> None:
     page.write_text(
         "[ok](docs/here.md) [ok](docs/here.md#delivery-inline-or-accel) [web](https://example.org/x)\n"
         '<img src="docs/here.md">\n'
-        "[a](../shared/OUTSIDE.md) [b](docs/missing.md) [c](/etc/passwd) [d](docs/here.md#nowhere)\n"
-        '<img src="docs/screenshots/gone.png"> and, in prose, `../shared/OUTSIDE.md`\n'
+        "[a](../elsewhere/OUTSIDE.md) [b](docs/missing.md) [c](/etc/passwd) [d](docs/here.md#nowhere)\n"
+        '<img src="docs/screenshots/gone.png"> and, in prose, `../elsewhere/OUTSIDE.md`\n'
     )
     assert broken_links(page, root=repo) == [
-        "../shared/OUTSIDE.md: outside the repository",
+        "../elsewhere/OUTSIDE.md: outside the repository",
         "docs/missing.md: no such file",
         "/etc/passwd: not a path inside the repository",
         "docs/here.md#nowhere: no heading #nowhere in docs/here.md",
         "docs/screenshots/gone.png: no such file",
-        "../shared/OUTSIDE.md: a path outside the repository or that does not exist",
-        "../shared/OUTSIDE.md: a path outside the repository or that does not exist",
+        "../elsewhere/OUTSIDE.md: a path outside the repository or that does not exist",
+        "../elsewhere/OUTSIDE.md: a path outside the repository or that does not exist",
     ]
 
 

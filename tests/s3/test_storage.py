@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from lapse.errors import TooLarge, Unavailable
-from lapse.storage.base import SMALL_BLOB, BlobStat
+from lapse.storage.base import SMALL_BLOB, BlobStat, new_key
 from lapse.storage.s3 import CHUNK, S3Storage
 from tests.s3.conftest import BUCKET, PART_SIZE, make_storage
 from tests.s3.rgw import Rgw, free_port
@@ -45,7 +45,7 @@ async def test_a_small_blob_is_stored_stated_with_its_bytes_and_deleted(
     storage: S3Storage, s3: Any, prefix: str
 ) -> None:
     data = os.urandom(1000)
-    stored = await storage.put(stream(data, 300), max_size=10_000)
+    stored = await storage.put(new_key(), stream(data, 300), max_size=10_000)
     assert (stored.size, stored.sha256) == (1000, hashlib.sha256(data).hexdigest())
     assert objects(s3, prefix) == [prefix + stored.key]
     assert s3.get_object(Bucket=BUCKET, Key=prefix + stored.key)["Body"].read() == data
@@ -64,14 +64,14 @@ async def test_a_small_blob_is_stored_stated_with_its_bytes_and_deleted(
 
 
 async def test_an_empty_upload_is_a_blob_of_no_bytes(storage: S3Storage) -> None:
-    stored = await storage.put(stream(b""), max_size=10)
+    stored = await storage.put(new_key(), stream(b""), max_size=10)
     assert (stored.size, stored.sha256) == (0, hashlib.sha256(b"").hexdigest())
     assert await storage.stat(stored.key) == BlobStat(size=0, body=b"")
 
 
 async def test_a_large_blob_goes_up_in_parts_and_reads_back_by_range(storage: S3Storage, s3: Any, prefix: str) -> None:
     data = os.urandom(2 * PART_SIZE + 12345)
-    stored = await storage.put(stream(data, 256 * 1024), max_size=len(data))
+    stored = await storage.put(new_key(), stream(data, 256 * 1024), max_size=len(data))
     assert (stored.size, stored.sha256) == (len(data), hashlib.sha256(data).hexdigest())
     head = s3.head_object(Bucket=BUCKET, Key=prefix + stored.key)
     assert head["ETag"].strip('"').endswith("-3")  # a multipart upload of three parts
@@ -88,11 +88,11 @@ async def test_a_large_blob_goes_up_in_parts_and_reads_back_by_range(storage: S3
 async def test_too_large_keeps_nothing_not_even_an_unfinished_upload(storage: S3Storage, s3: Any, prefix: str) -> None:
     data = os.urandom(PART_SIZE + PART_SIZE // 2)  # the first part is sent before the limit is passed
     with pytest.raises(TooLarge):
-        await storage.put(stream(data), max_size=PART_SIZE + 1000)
+        await storage.put(new_key(), stream(data), max_size=PART_SIZE + 1000)
     assert objects(s3, prefix) == []
     assert unfinished(s3, prefix) == []
     with pytest.raises(TooLarge):  # and one that fails before a part was sent
-        await storage.put(stream(data[:2000]), max_size=1000)
+        await storage.put(new_key(), stream(data[:2000]), max_size=1000)
     assert objects(s3, prefix) == []
 
 
@@ -107,7 +107,7 @@ async def test_a_cancelled_upload_is_aborted(storage: S3Storage, s3: Any, prefix
         await anyio.sleep_forever()
 
     async with anyio.create_task_group() as group:
-        group.start_soon(lambda: storage.put(stalls(), max_size=10 * PART_SIZE))
+        group.start_soon(lambda: storage.put(new_key(), stalls(), max_size=10 * PART_SIZE))
         await first_part_sent.wait()
         assert len(unfinished(s3, prefix)) == 1  # the upload exists, unfinished
         group.cancel_scope.cancel()
@@ -122,7 +122,7 @@ async def test_a_failing_body_aborts_the_upload(storage: S3Storage, s3: Any, pre
         raise ConnectionResetError("the client went away")
 
     with pytest.raises(ConnectionResetError):
-        await storage.put(breaks(), max_size=10 * PART_SIZE)
+        await storage.put(new_key(), breaks(), max_size=10 * PART_SIZE)
     assert unfinished(s3, prefix) == []
     assert objects(s3, prefix) == []
 
@@ -132,7 +132,7 @@ async def test_list_blobs_pages_through_the_prefix_and_only_names_ours(
 ) -> None:
     storage = make_storage(rgw, prefix, list_page_size=2)
     try:
-        keys = {(await storage.put(stream(b"x" * n), max_size=100)).key for n in range(5)}
+        keys = {(await storage.put(new_key(), stream(b"x" * n), max_size=100)).key for n in range(5)}
         s3.put_object(Bucket=BUCKET, Key=prefix + "notes.txt", Body=b"not ours")  # never listed, never swept
         s3.put_object(Bucket=BUCKET, Key="elsewhere-" + "a" * 32, Body=b"outside the prefix")
         listed = await storage.list_blobs()
@@ -165,9 +165,9 @@ async def test_a_store_that_does_not_answer_is_unavailable(rgw: Rgw, aws_env: No
     storage = make_storage(rgw, prefix, endpoint=f"http://127.0.0.1:{free_port()}")
     try:
         with pytest.raises(Unavailable):
-            await storage.put(stream(b"data"), max_size=100)
+            await storage.put(new_key(), stream(b"data"), max_size=100)
         with pytest.raises(Unavailable):
-            await storage.put(stream(os.urandom(PART_SIZE + 1)), max_size=2 * PART_SIZE)
+            await storage.put(new_key(), stream(os.urandom(PART_SIZE + 1)), max_size=2 * PART_SIZE)
         for call in (storage.stat, storage.open, storage.delete):
             with pytest.raises(Unavailable):
                 await call("a" * 32)

@@ -15,7 +15,7 @@ from lapse.errors import InsufficientStorage, TooLarge
 from lapse.files import service as files_service
 from lapse.keys import service as keys_service
 from lapse.runtime import Runtime
-from lapse.storage import blob_writer
+from lapse.storage import blob_writer, new_key
 from lapse.storage.local import LocalStorage
 from tests.helpers import stored_files
 
@@ -48,7 +48,7 @@ async def test_bytes_and_sha256_survive_any_cut(tmp_path: Path, cut: str) -> Non
     chunks = CUTS[cut]
     expected = b"".join(chunks)
     storage = LocalStorage(tmp_path)
-    blob = await storage.put(body(chunks), max_size=len(expected))
+    blob = await storage.put(new_key(), body(chunks), max_size=len(expected))
     assert blob.size == len(expected)
     assert blob.sha256 == hashlib.sha256(expected).hexdigest()
     path = storage.path(blob.key)
@@ -67,7 +67,7 @@ async def test_short_writes_are_finished(tmp_path: Path, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(os, "writev", stingy_writev)  # blob_writer calls os.writev at run time
     chunks = [PATTERN[:1000], PATTERN[1000:1001], PATTERN[1001:50_000]]
-    blob = await LocalStorage(tmp_path).put(body(chunks), max_size=MiB)
+    blob = await LocalStorage(tmp_path).put(new_key(), body(chunks), max_size=MiB)
     path = LocalStorage(tmp_path).path(blob.key)
     assert path is not None
     assert path.read_bytes() == PATTERN[:50_000]
@@ -78,7 +78,7 @@ async def test_writeback_is_started_as_the_upload_goes(tmp_path: Path, monkeypat
     started: list[tuple[int, int]] = []
     monkeypatch.setattr(blob_writer, "start_writeback", lambda fd, offset, length: started.append((offset, length)))
     chunks = [PATTERN[:MiB]] * 20
-    await LocalStorage(tmp_path).put(body(chunks), max_size=20 * MiB)
+    await LocalStorage(tmp_path).put(new_key(), body(chunks), max_size=20 * MiB)
     assert started, "no writeback was started before the final fsync"
     assert [offset for offset, _ in started] == [sum(length for _, length in started[:i]) for i in range(len(started))]
     assert all(length >= blob_writer.WRITEBACK_EVERY for _, length in started)
@@ -96,7 +96,7 @@ def test_sync_file_range_is_the_real_one_on_linux(tmp_path: Path) -> None:
 async def test_over_the_cap_mid_stream_keeps_nothing(tmp_path: Path) -> None:
     chunks = [PATTERN[i : i + 100_000] for i in range(0, 3 * MiB, 100_000)]
     with pytest.raises(TooLarge):
-        await LocalStorage(tmp_path).put(body(chunks), max_size=2 * MiB)
+        await LocalStorage(tmp_path).put(new_key(), body(chunks), max_size=2 * MiB)
     assert stored_files(tmp_path) == []
 
 
@@ -130,7 +130,7 @@ async def test_a_full_disk_mid_upload_is_507_and_keeps_nothing(tmp_path: Path, m
 
     monkeypatch.setattr(os, "writev", full)
     with pytest.raises(InsufficientStorage):
-        await LocalStorage(tmp_path).put(body([PATTERN]), max_size=len(PATTERN))
+        await LocalStorage(tmp_path).put(new_key(), body([PATTERN]), max_size=len(PATTERN))
     assert stored_files(tmp_path) == []
 
 
@@ -139,7 +139,7 @@ async def test_with_every_hashing_thread_busy_a_batch_is_hashed_in_line(tmp_path
     while blob_writer._FREE_HASHERS.acquire(blocking=False):
         taken += 1
     try:
-        blob = await LocalStorage(tmp_path).put(body([PATTERN]), max_size=len(PATTERN))
+        blob = await LocalStorage(tmp_path).put(new_key(), body([PATTERN]), max_size=len(PATTERN))
     finally:
         for _ in range(taken):
             blob_writer._FREE_HASHERS.release()
@@ -154,7 +154,7 @@ async def test_more_uploads_at_once_than_hashing_threads_each_get_their_own_sha2
 
     async def upload(i: int) -> None:
         chunks = [contents[i][at : at + 65_536] for at in range(0, len(contents[i]), 65_536)]
-        digests[i] = (await storage.put(body(chunks), max_size=len(contents[i]))).sha256
+        digests[i] = (await storage.put(new_key(), body(chunks), max_size=len(contents[i]))).sha256
 
     async with anyio.create_task_group() as group:
         for i in range(len(contents)):

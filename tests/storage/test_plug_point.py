@@ -49,8 +49,8 @@ class RemoteLike:
         self.inner = LocalStorage(root)
         self.opened: list[Streamed] = []
 
-    async def put(self, chunks: AsyncIterable[bytes], *, max_size: int) -> StoredBlob:
-        return await self.inner.put(chunks, max_size=max_size)
+    async def put(self, key: str, chunks: AsyncIterable[bytes], *, max_size: int) -> StoredBlob:
+        return await self.inner.put(key, chunks, max_size=max_size)
 
     async def stat(self, key: str) -> BlobStat:
         return await self.inner.stat(key)

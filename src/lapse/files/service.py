@@ -11,7 +11,7 @@ from lapse.content_types import OCTET_STREAM, media_type
 from lapse.db.models import ApiKey, File
 from lapse.errors import NotFound, Unavailable
 from lapse.files.repository import FileRepository
-from lapse.storage import Storage
+from lapse.storage import Storage, new_key
 from lapse.text import clean_filename
 
 logger = logging.getLogger("lapse.files")
@@ -52,7 +52,7 @@ async def upload(
 ) -> File:
     """Stream to storage (fsynced and renamed into place), then add the row: a crash leaves only an orphan blob."""
     name = clean_filename(filename)
-    blob = await storage.put(chunks, max_size=max_size)
+    blob = await storage.put(new_key(), chunks, max_size=max_size)
     file = File(
         owner_id=owner.id,
         name=name,

@@ -2,10 +2,10 @@
 `s3.S3Storage` an S3-compatible bucket (the `s3` extra)."""
 
 from lapse.settings import Settings
-from lapse.storage.base import BlobInfo, BlobStat, LocalFile, OpenBlob, Storage, StoredBlob
+from lapse.storage.base import BlobInfo, BlobStat, LocalFile, OpenBlob, Storage, StoredBlob, new_key
 from lapse.storage.local import LocalStorage
 
-__all__ = ["BlobInfo", "BlobStat", "LocalFile", "LocalStorage", "OpenBlob", "Storage", "StoredBlob", "open_storage"]
+__all__ = ["BlobInfo", "BlobStat", "LocalFile", "LocalStorage", "OpenBlob", "Storage", "StoredBlob", "new_key", "open_storage"]
 
 
 def open_storage(settings: Settings) -> Storage:

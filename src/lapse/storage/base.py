@@ -12,6 +12,7 @@ A backend stores each upload under a new random key and never changes a blob onc
 """
 
 import os
+import secrets
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +20,16 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 SMALL_BLOB = 64 * 1024  # read together with the stat and sent in one message
+
+
+def new_key() -> str:
+    """A fresh storage key: chosen by the caller before any byte is stored, so an upload's intent can name it."""
+    return secrets.token_hex(16)
+
+
+def is_key(name: str) -> bool:
+    """Whether `name` is a key `new_key` could have made (nothing else is ever ours to delete)."""
+    return len(name) == 32 and all(c in "0123456789abcdef" for c in name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +74,9 @@ class OpenBlob(Protocol):
 
 
 class Storage(Protocol):
-    async def put(self, chunks: AsyncIterable[bytes], *, max_size: int) -> StoredBlob:
-        """Store the stream durably under a new key, hashing it on the way; raise TooLarge past max_size,
-        keeping nothing. Returns only once the blob would survive a crash."""
+    async def put(self, key: str, chunks: AsyncIterable[bytes], *, max_size: int) -> StoredBlob:
+        """Store the stream durably under `key` (from `new_key`), hashing it on the way; raise TooLarge past
+        max_size, keeping nothing. Returns only once the blob would survive a crash."""
 
     async def stat(self, key: str) -> BlobStat:
         """The blob's size, and its bytes when small; Unavailable when it cannot be read now."""

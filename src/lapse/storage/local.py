@@ -13,7 +13,7 @@ import anyio.to_thread
 
 from lapse.batch_thread import BatchThread
 from lapse.errors import InsufficientStorage, Unavailable
-from lapse.storage.base import SMALL_BLOB, BlobInfo, BlobStat, LocalFile, StoredBlob
+from lapse.storage.base import SMALL_BLOB, BlobInfo, BlobStat, LocalFile, StoredBlob, is_key
 from lapse.storage.blob_writer import BlobWriter
 from lapse.storage.pipeline import pump
 
@@ -32,8 +32,7 @@ class LocalStorage:
             raise ValueError(f"bad storage key {key!r}")
         return self.root / key[:2] / key
 
-    async def put(self, chunks: AsyncIterable[bytes], *, max_size: int) -> StoredBlob:
-        key = secrets.token_hex(16)
+    async def put(self, key: str, chunks: AsyncIterable[bytes], *, max_size: int) -> StoredBlob:
         final = self.path(key)
         temp = final.with_name(TEMP_PREFIX + key)
         try:
@@ -154,8 +153,7 @@ def _stat_and_read_small(path: Path) -> BlobStat:
 
 
 def _is_ours(name: str) -> bool:
-    key = name.removeprefix(TEMP_PREFIX)
-    return len(key) == 32 and all(c in "0123456789abcdef" for c in key)
+    return is_key(name.removeprefix(TEMP_PREFIX))
 
 
 def _open_new(path: Path) -> io.FileIO:

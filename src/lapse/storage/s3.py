@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lapse.delivery.serving import content_disposition
 from lapse.errors import TooLarge, Unavailable
-from lapse.storage.base import SMALL_BLOB, BlobInfo, BlobStat, LocalFile, StoredBlob
+from lapse.storage.base import SMALL_BLOB, BlobInfo, BlobStat, LocalFile, StoredBlob, is_key
 from lapse.storage.presign import Credentials, Presigner
 
 if TYPE_CHECKING:
@@ -98,8 +97,7 @@ class S3Storage:
                     self._client = await self._stack.enter_async_context(made)
         return self._client
 
-    async def put(self, chunks: AsyncIterable[bytes], *, max_size: int) -> StoredBlob:
-        key = secrets.token_hex(16)
+    async def put(self, key: str, chunks: AsyncIterable[bytes], *, max_size: int) -> StoredBlob:
         upload = _Upload(self, self._key(key), max_size=max_size)
         size = await upload.run(chunks)
         return StoredBlob(key=key, size=size, sha256=upload.digest.hexdigest())
@@ -137,7 +135,7 @@ class S3Storage:
             async for page in pages:
                 for item in page.get("Contents", []):
                     name = item["Key"].removeprefix(self.prefix)
-                    if len(name) == 32 and all(c in "0123456789abcdef" for c in name):  # only ever ours
+                    if is_key(name):  # only ever ours
                         found.append(BlobInfo(key=name, modified_at=item["LastModified"], temporary=False))
         return found
 

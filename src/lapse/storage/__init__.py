@@ -5,7 +5,17 @@ from lapse.settings import Settings
 from lapse.storage.base import BlobInfo, BlobStat, LocalFile, OpenBlob, Storage, StoredBlob, new_key
 from lapse.storage.local import LocalStorage
 
-__all__ = ["BlobInfo", "BlobStat", "LocalFile", "LocalStorage", "OpenBlob", "Storage", "StoredBlob", "new_key", "open_storage"]
+__all__ = [
+    "BlobInfo",
+    "BlobStat",
+    "LocalFile",
+    "LocalStorage",
+    "OpenBlob",
+    "Storage",
+    "StoredBlob",
+    "new_key",
+    "open_storage",
+]
 
 
 def open_storage(settings: Settings) -> Storage:

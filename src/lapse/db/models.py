@@ -63,3 +63,37 @@ class Link(Base):
     note: Mapped[str | None] = mapped_column(Text, default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class UploadIntent(Base):
+    """An upload in progress, committed before its first byte is stored: if the process dies, the sweeper finds
+    the key here once the heartbeat has gone stale and aborts whatever the storage holds under it."""
+
+    __tablename__ = "upload_intents"
+    __table_args__ = (Index("ix_upload_intents_heartbeat_at", "heartbeat_at"),)
+
+    storage_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class BlobTombstone(Base):
+    """A blob whose file row is gone, written in the same transaction as the row's DELETE (the delete outbox): the
+    bytes are removed after the commit, and a crash in between only delays it to the sweeper's next pass."""
+
+    __tablename__ = "blob_tombstones"
+    __table_args__ = (Index("ix_blob_tombstones_due_at", "due_at"),)
+
+    storage_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Lease(Base):
+    """A named job that one replica at a time may run (the sweeper's safety-net listing): `holder` took it, and
+    nobody takes it again before `until`."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    until: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -147,7 +147,7 @@ async def test_the_delete_re_checks_for_a_live_link(alice: ApiClient, runtime: R
         assert await repo.abandoned_ids(cutoff=cutoff, after="", limit=10) == [old["file_id"]]
     fresh = await alice.link(old["file_id"])
     async with transaction(runtime.sessions) as session:
-        assert not await FileRepository(session).delete_if_abandoned(old["file_id"], cutoff=cutoff)
+        assert not await FileRepository(session).delete_if_abandoned(old["file_id"], cutoff=cutoff, now=utc_now())
     assert await file_ids(alice) == {old["file_id"]}
     assert fresh["state"] == "active"
 

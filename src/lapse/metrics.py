@@ -20,7 +20,15 @@ UPLOADS = Counter("lapse_uploads", "Files stored.")
 UPLOAD_BYTES = Counter("lapse_upload_bytes", "Bytes of the files stored.")
 LINKS = Counter("lapse_links", "Links made.")
 SWEPT_FILES = Counter("lapse_swept_files", "Files the sweeper deleted: no live link needed them any more.")
-SWEPT_BLOBS = Counter("lapse_swept_blobs", "Orphan blobs and stale temporary files the sweeper deleted.")
+SWEPT_BLOBS = Counter(
+    "lapse_swept_blobs", "Orphan blobs and unfinished uploads the sweeper's safety-net listing deleted."
+)
+SWEPT_INTENTS = Counter(
+    "lapse_swept_intents", "Uploads the sweeper aborted: their process died, and their heartbeat went stale."
+)
+SWEPT_TOMBSTONES = Counter(
+    "lapse_swept_tombstones", "Blobs the sweeper deleted from the delete outbox (rows deleted, bytes not yet)."
+)
 UNAVAILABLE = Counter("lapse_unavailable", "Requests answered 503: the database, storage or Redis was away.")
 
 

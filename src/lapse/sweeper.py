@@ -1,14 +1,26 @@
-"""The sweeper: deletes files that no live link has needed for a while, orphan blobs and stale temp files.
+"""The sweeper: deletes files that no live link has needed for a while, and makes sure nothing is left behind in
+storage: no blob without a row, no unfinished upload whose process died.
 
-Rows go first and are committed, then bytes (a crash in between leaves only an orphan blob, which the next pass
-removes). Every replica may sweep at once: on PostgreSQL an advisory lock lets one pass delete rows at a time,
-on SQLite `BEGIN IMMEDIATE` serialises them, and deleting a blob twice is harmless. On one host, one worker sweeps
-(`run_periodically` takes a file lock in the data folder); the others stand by in case it stops.
+Four passes, each safe on every replica at once:
 
-A pass never holds the write lock across a scan: it reads the candidates in a transaction that only reads (on
-SQLite, WAL readers never block the writer), then deletes them DELETE_BATCH at a time, each batch in a short
-write transaction of its own that re-checks every file. A backlog is cleared in one pass, batch after batch,
-with the event loop and other writers served in between.
+1. Rows. Abandoned files are deleted, each with a tombstone for its blob (`blob_tombstones`, the delete outbox) in
+   the same transaction. On PostgreSQL an advisory lock lets one pass delete rows at a time, on SQLite
+   `BEGIN IMMEDIATE` serialises them.
+2. Stale upload intents. An upload commits an intent naming its key before its first byte and bumps its heartbeat
+   while bytes flow; an intent whose heartbeat is older than `stale_after` belongs to a process that died. It is
+   turned into a tombstone (one transaction, so an upload finishing at that instant either got there first or
+   gives up), and the storage under its key aborted: an unfinished multipart upload, a temp file, the blob.
+3. Tombstones. Each due tombstone's blob is deleted (a missing one is fine), then the tombstone; a delete that
+   fails leaves it for the next pass. A crash between a row's DELETE and its blob's loses nothing.
+4. The safety net: a listing of the whole storage, page by page, each page checked against the database with one
+   query. It deletes only what no file, intent or tombstone names and that is older than `orphan_age` (what an
+   older version, a restored backup or a lost tombstone left). It is rare and runs on one replica: a lease row
+   (`leases`) taken by a conditional upsert names who lists, and nobody lists again before `scan_every` has passed.
+
+A pass never holds the write lock across a scan or a storage request: it reads candidates in a transaction that
+only reads (on SQLite, WAL readers never block the writer), and writes in short transactions of their own, a few
+rows at a time. On one host, one worker sweeps (`run_periodically` takes a file lock in the data folder); the
+others stand by in case it stops.
 
 A link made for a file at the instant the sweeper deletes it must not end up detached (201, then 410): on
 PostgreSQL the sweeper holds the rows it means to delete and re-checks each in its DELETE, while link creation
@@ -21,7 +33,8 @@ import fcntl
 import logging
 import os
 import random
-from collections.abc import Callable, Iterator, Sequence
+import socket
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,8 +44,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lapse import metrics
 from lapse.db.base import utc_now
-from lapse.db.session import reading
-from lapse.files.repository import FileRepository
+from lapse.db.leases import LeaseRepository
+from lapse.db.session import reading, transaction
+from lapse.errors import Unavailable
+from lapse.files.repository import FileRepository, IntentRepository, TombstoneRepository, known_keys
 from lapse.storage import Storage
 
 logger = logging.getLogger("lapse.sweeper")
@@ -40,16 +55,24 @@ logger = logging.getLogger("lapse.sweeper")
 ADVISORY_LOCK_ID = 0x1A95E  # any constant shared by every replica
 SCAN_BATCH = 1000  # candidates read at a time, holding nothing
 DELETE_BATCH = 50  # files deleted per write transaction: each holds SQLite's write lock for a few milliseconds
-# A blob or temp file younger than this may belong to an upload still in flight (blob written, row not yet
-# committed); a temp file's mtime moves with every write, so only abandoned uploads get this old.
+OUTBOX_BATCH = 500  # intents or tombstones taken at a time
+# An upload bumps its intent's heartbeat every minute while bytes flow: one silent for an hour has no process left.
 STALE_AFTER = timedelta(hours=1)
+# The safety net never touches anything younger: whatever an upload or a delete in flight may hold is far younger.
+ORPHAN_AGE = timedelta(hours=24)
+SCAN_EVERY = timedelta(hours=6)  # the safety net's listing, across all replicas
+SAFETY_NET = "sweeper.safety_net"  # its lease's name
+HOLDER = f"{socket.gethostname()}:{os.getpid()}"  # who holds a lease: this process
 
 
 @dataclass(frozen=True, slots=True)
 class SweepReport:
-    files: int
-    orphans: int
-    temp_files: int
+    files: int  # abandoned files deleted
+    orphans: int = 0  # blobs the safety net deleted
+    temp_files: int = 0  # unfinished uploads the safety net deleted
+    intents: int = 0  # stale uploads aborted
+    tombstones: int = 0  # blobs deleted from the outbox
+    scanned: bool = False  # whether this pass held the safety net's lease and listed
 
 
 async def sweep_once(
@@ -59,57 +82,130 @@ async def sweep_once(
     grace: timedelta,
     now: datetime | None = None,
     stale_after: timedelta = STALE_AFTER,
+    orphan_age: timedelta = ORPHAN_AGE,
+    scan_every: timedelta = SCAN_EVERY,
+    holder: str = HOLDER,
 ) -> SweepReport:
     now = now or utc_now()
-    cutoff = now - grace
+    files = await _sweep_rows(sessions, now=now, cutoff=now - grace)
+    intents = await _abort_stale_intents(sessions, storage, now=now, before=now - stale_after)
+    tombstones = await _empty_outbox(sessions, storage, now=now)
+    orphans = temps = 0
+    async with transaction(sessions) as session:
+        scanned = await LeaseRepository(session).take(SAFETY_NET, holder=holder, now=now, until=now + scan_every)
+    if scanned:
+        orphans, temps = await _safety_net(sessions, storage, older_than=now - orphan_age)
+    report = SweepReport(files, orphans, temps, intents, tombstones, scanned)
+    if (files, orphans, temps, intents, tombstones) != (0, 0, 0, 0, 0):
+        logger.info(
+            "sweep.done files=%d intents=%d tombstones=%d orphans=%d temp_files=%d",
+            files,
+            intents,
+            tombstones,
+            orphans,
+            temps,
+        )
+    return report
+
+
+async def _sweep_rows(sessions: async_sessionmaker[AsyncSession], *, now: datetime, cutoff: datetime) -> int:
+    """Delete abandoned files, a batch per short transaction, tombstoning their blobs; how many."""
     files = 0
     after = ""
     while True:
         async with reading(sessions) as session:
             candidates = await FileRepository(session).abandoned_ids(cutoff=cutoff, after=after, limit=SCAN_BATCH)
         for start in range(0, len(candidates), DELETE_BATCH):
-            keys = await _delete_batch(sessions, candidates[start : start + DELETE_BATCH], cutoff=cutoff)
+            keys = await _delete_batch(sessions, candidates[start : start + DELETE_BATCH], cutoff=cutoff, now=now)
             if keys is None:  # another replica holds the sweep: it will delete these
-                return SweepReport(files=files, orphans=0, temp_files=0)
-            for key in keys:  # the rows are committed: now the bytes
-                await storage.delete(key)
+                return files
             files += len(keys)
             metrics.SWEPT_FILES.inc(len(keys))
         if len(candidates) < SCAN_BATCH:
-            break
+            return files
         after = candidates[-1]
 
-    async with sessions() as session, session.begin():
-        known = await FileRepository(session).storage_keys()
+
+async def _abort_stale_intents(
+    sessions: async_sessionmaker[AsyncSession], storage: Storage, *, now: datetime, before: datetime
+) -> int:
+    """Abort the storage of uploads whose heartbeat stopped before `before`; how many. Each intent becomes a
+    tombstone first, so a crash or a storage error here leaves the key to the tombstone pass."""
+    aborted = 0
+    while True:
+        async with transaction(sessions) as session:
+            keys = await IntentRepository(session).take_stale(before=before, now=now, limit=OUTBOX_BATCH)
+        done = [key for key in keys if await _try(storage.abandon, key)]
+        async with transaction(sessions) as session:
+            await TombstoneRepository(session).remove(done)
+        aborted += len(done)
+        metrics.SWEPT_INTENTS.inc(len(done))
+        if len(keys) < OUTBOX_BATCH:
+            return aborted
+
+
+async def _empty_outbox(sessions: async_sessionmaker[AsyncSession], storage: Storage, *, now: datetime) -> int:
+    """Delete the blobs of due tombstones, then the tombstones; how many."""
+    deleted = 0
+    after = ""
+    while True:
+        async with reading(sessions) as session:
+            keys = await TombstoneRepository(session).due(now=now, after=after, limit=OUTBOX_BATCH)
+        done = [key for key in keys if await _try(storage.delete, key)]
+        async with transaction(sessions) as session:
+            await TombstoneRepository(session).remove(done)
+        deleted += len(done)
+        metrics.SWEPT_TOMBSTONES.inc(len(done))
+        if len(keys) < OUTBOX_BATCH:
+            return deleted
+        after = keys[-1]
+
+
+async def _safety_net(
+    sessions: async_sessionmaker[AsyncSession], storage: Storage, *, older_than: datetime
+) -> tuple[int, int]:
+    """Delete what the storage holds that nothing in the database names and that is older than `older_than`;
+    (blobs, unfinished uploads) deleted. One page of the listing in memory at a time."""
     orphans = temps = 0
-    for blob in await storage.list_blobs():
-        if blob.modified_at > now - stale_after or blob.key in known:
-            continue
-        await storage.delete(blob.key)
-        if blob.temporary:
-            temps += 1
-        else:
-            orphans += 1
+    async for page in storage.scan():
+        async with reading(sessions) as session:
+            known = await known_keys(session, [blob.key for blob in page])
+        for blob in page:
+            if blob.key in known or blob.modified_at >= older_than:
+                continue
+            if not await _try(storage.abandon if blob.temporary else storage.delete, blob.key):
+                continue
+            if blob.temporary:
+                temps += 1
+            else:
+                orphans += 1
     metrics.SWEPT_BLOBS.inc(orphans + temps)
-    report = SweepReport(files=files, orphans=orphans, temp_files=temps)
-    if report != SweepReport(0, 0, 0):
-        logger.info("sweep.done files=%d orphans=%d temp_files=%d", report.files, report.orphans, report.temp_files)
-    return report
+    return orphans, temps
+
+
+async def _try(action: Callable[[str], Awaitable[None]], key: str) -> bool:
+    """Run a storage action on `key`; False (logged) when the storage is away: the next pass tries again."""
+    try:
+        await action(key)
+    except Unavailable:
+        logger.warning("sweep.storage_failed storage_key=%s", key)
+        return False
+    return True
 
 
 async def _delete_batch(
-    sessions: async_sessionmaker[AsyncSession], file_ids: Sequence[str], *, cutoff: datetime
+    sessions: async_sessionmaker[AsyncSession], file_ids: Sequence[str], *, cutoff: datetime, now: datetime
 ) -> list[str] | None:
-    """Delete those of `file_ids` still abandoned, in one short write transaction; their storage keys, or None
-    when another replica is sweeping."""
+    """Delete those of `file_ids` still abandoned, tombstoning their blobs, in one short write transaction; their
+    storage keys, or None when another replica is sweeping."""
     deleted: list[str] = []
     async with sessions() as session, session.begin():
         if not await _take_lock(session):
             return None
         repo = FileRepository(session)
         for file in await repo.hold_abandoned(file_ids, cutoff=cutoff):
-            if await repo.delete_if_abandoned(file.id, cutoff=cutoff):
-                deleted.append(file.storage_key)
+            if (key := await repo.delete_if_abandoned(file.id, cutoff=cutoff, now=now)) is not None:
+                deleted.append(key)
     return deleted
 
 

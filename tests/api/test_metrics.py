@@ -43,6 +43,8 @@ async def test_uploads_links_and_counted_downloads(alice: ApiClient, http: httpx
         "lapse_unavailable_total": 0,
         "lapse_swept_files_total": 0,
         "lapse_swept_blobs_total": 0,
+        "lapse_swept_intents_total": 0,
+        "lapse_swept_tombstones_total": 0,
     }
 
 

@@ -69,6 +69,7 @@ async def upload(request: Request, owner: OwnerDep, session: SessionDep, runtime
     form = await MultipartFile(request, max_body=max_size + MULTIPART_OVERHEAD).open()
     file = await files_service.upload(
         session,
+        sessions=runtime.sessions,
         storage=runtime.storage,
         owner=owner,
         filename=form.filename,
@@ -98,6 +99,7 @@ async def upload_raw(
     terms = _link_terms(expires_in=expires_in, expires_at=expires_at, max_downloads=max_downloads, note=note)
     file = await files_service.upload(
         session,
+        sessions=runtime.sessions,
         storage=runtime.storage,
         owner=owner,
         filename=filename,
@@ -156,6 +158,6 @@ async def read_file(file_id: str, owner: OwnerDep, session: SessionDep) -> FileR
 async def delete_file(file_id: str, owner: OwnerDep, session: SessionDep, runtime: RuntimeDep) -> Response:
     """Delete the file: its links answer 410 from now on, and its bytes are removed."""
     storage_key = await files_service.delete_file(session, owner=owner, file_id=file_id)
-    await session.commit()  # row first, then bytes: a crash in between leaves an orphan the sweeper removes
-    await files_service.remove_bytes(runtime.storage, storage_key)
+    await session.commit()  # row and tombstone first, then bytes: the sweeper finishes a delete a crash cut short
+    await files_service.remove_bytes(runtime.sessions, runtime.storage, storage_key)
     return Response(status_code=204)

@@ -194,7 +194,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (see `l
 
 
 def sweep() -> None:
-    """Run one sweeper pass now: abandoned files, orphan blobs, stale temp files."""
+    """Run one sweeper pass now: abandoned files, dead uploads, the delete outbox, orphan blobs."""
     from lapse.sweeper import sweep_once
 
     settings = load_settings()
@@ -202,6 +202,9 @@ def sweep() -> None:
 
     async def once(runtime: "Runtime") -> str:
         report = await sweep_once(runtime.sessions, runtime.storage, grace=settings.sweep_grace)
-        return f"Removed {report.files} files, {report.orphans} orphan blobs, {report.temp_files} temp files."
+        return (
+            f"Removed {report.files} files, {report.intents} abandoned uploads, {report.orphans} orphan blobs, "
+            f"{report.temp_files} temp files."
+        )
 
     err.print(run_with_runtime(settings, once))

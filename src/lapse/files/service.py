@@ -2,15 +2,20 @@
 
 import logging
 import mimetypes
-from collections.abc import AsyncIterable, Sequence
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import anyio
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lapse import metrics
 from lapse.content_types import OCTET_STREAM, media_type
+from lapse.db.base import utc_now
 from lapse.db.models import ApiKey, File
+from lapse.db.session import transaction
 from lapse.errors import NotFound, Unavailable
-from lapse.files.repository import FileRepository
+from lapse.files.repository import FileRepository, IntentRepository, TombstoneRepository
 from lapse.storage import Storage, new_key
 from lapse.text import clean_filename
 
@@ -40,9 +45,13 @@ def owner_scope(owner: ApiKey) -> str | None:
     return None if owner.is_admin else owner.id
 
 
+HEARTBEAT_EVERY = 60.0  # seconds between an upload's heartbeats; far below the sweeper's stale age
+
+
 async def upload(
     session: AsyncSession,
     *,
+    sessions: async_sessionmaker[AsyncSession],
     storage: Storage,
     owner: ApiKey,
     filename: str,
@@ -50,9 +59,26 @@ async def upload(
     chunks: AsyncIterable[bytes],
     max_size: int,
 ) -> File:
-    """Stream to storage (fsynced and renamed into place), then add the row: a crash leaves only an orphan blob."""
+    """Durable before visible, and nothing left behind: an intent naming the key is committed (in a short
+    transaction of its own) before any byte is stored; the blob is stored whole; then the row is added and the
+    intent removed in `session`'s transaction, which the caller commits. A failed or cancelled upload has its storage
+    aborted by the backend and its intent removed here; if the process dies, the sweeper finds the stale intent and
+    aborts what the storage holds under its key."""
     name = clean_filename(filename)
-    blob = await storage.put(new_key(), chunks, max_size=max_size)
+    key = new_key()
+    async with transaction(sessions) as short:
+        await IntentRepository(short).add(key, now=utc_now())
+    try:
+        blob = await storage.put(key, _heartbeat(chunks, sessions, key), max_size=max_size)
+    except BaseException:
+        with anyio.CancelScope(shield=True):  # a cancelled request still tidies up
+            await _forget_intent(sessions, key)
+        raise
+    if not await IntentRepository(session).finish(key):
+        # The sweeper took the intent for stale and is removing the blob: this upload cannot become a file.
+        with anyio.CancelScope(shield=True):
+            await storage.abandon(key)
+        raise Unavailable("The upload took too long to be kept; send it again.")
     file = File(
         owner_id=owner.id,
         name=name,
@@ -65,6 +91,30 @@ async def upload(
     metrics.UPLOADS.inc()
     metrics.UPLOAD_BYTES.inc(blob.size)
     return added
+
+
+async def _heartbeat(
+    chunks: AsyncIterable[bytes], sessions: async_sessionmaker[AsyncSession], key: str
+) -> AsyncIterator[bytes]:
+    """The body, passed through; while it flows, the intent's heartbeat is bumped at most every HEARTBEAT_EVERY
+    seconds (one short write, never one per chunk), so the sweeper leaves a long upload alone."""
+    last = time.monotonic()
+    async for chunk in chunks:
+        if time.monotonic() - last >= HEARTBEAT_EVERY:
+            async with transaction(sessions) as short:
+                await IntentRepository(short).beat(key, now=utc_now())
+            last = time.monotonic()
+        yield chunk
+
+
+async def _forget_intent(sessions: async_sessionmaker[AsyncSession], key: str) -> None:
+    """The intent of an upload whose storage the backend has already aborted. A database that is away now leaves
+    it to the sweeper, which aborts the (empty) key again once the intent is stale."""
+    try:
+        async with transaction(sessions) as short:
+            await IntentRepository(short).finish(key)
+    except Exception:
+        logger.warning("upload.intent_left storage_key=%s", key, exc_info=True)
 
 
 async def get_file(session: AsyncSession, *, owner: ApiKey, file_id: str) -> File:
@@ -87,17 +137,21 @@ async def list_files(session: AsyncSession, *, owner: ApiKey, cursor: str | None
 
 
 async def delete_file(session: AsyncSession, *, owner: ApiKey, file_id: str) -> str:
-    """Delete the row (its links answer 410 from now on); returns the storage key, whose bytes the caller
-    removes once this transaction has committed — row first, then bytes."""
+    """Delete the row (its links answer 410 from now on) and tombstone its blob in the same transaction; returns
+    the storage key, whose bytes the caller removes (`remove_bytes`) once this transaction has committed."""
     file = await get_file(session, owner=owner, file_id=file_id)
-    await FileRepository(session).delete(file.id)
+    if await FileRepository(session).delete(file.id, now=utc_now()) is None:
+        raise no_such_file()  # deleted by someone else since it was read
     return file.storage_key
 
 
-async def remove_bytes(storage: Storage, storage_key: str) -> None:
-    """The bytes of a file whose row's deletion has committed. A storage that is away now leaves them as an orphan
-    blob, which the sweeper removes later: the file is deleted all the same, and the caller is told so."""
+async def remove_bytes(sessions: async_sessionmaker[AsyncSession], storage: Storage, storage_key: str) -> None:
+    """The bytes of a file whose row's deletion (and tombstone) has committed, removed at once, then the tombstone.
+    A storage or database that is away now leaves the tombstone, and the sweeper removes the bytes later: the file
+    is deleted all the same."""
     try:
         await storage.delete(storage_key)
-    except Unavailable:
+        async with transaction(sessions) as session:
+            await TombstoneRepository(session).remove([storage_key])
+    except (Unavailable, SQLAlchemyError):
         logger.warning("file.bytes_left storage_key=%s", storage_key)

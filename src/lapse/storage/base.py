@@ -87,8 +87,12 @@ class Storage(Protocol):
     async def delete(self, key: str) -> None:
         """Remove a blob or temp file; a missing one is not an error."""
 
-    async def list_blobs(self) -> list[BlobInfo]:
-        """Every blob and temp file, for the sweeper."""
+    async def abandon(self, key: str) -> None:
+        """Remove whatever an upload under `key` left, finished or not: the blob, and a temp file or unfinished
+        multipart upload. Nothing there is not an error."""
+
+    def scan(self) -> AsyncIterator[list[BlobInfo]]:
+        """Every blob and unfinished upload (`temporary`), a page at a time, for the sweeper's safety net."""
 
     async def check(self) -> None:
         """Raise Unavailable unless the storage can be written now."""

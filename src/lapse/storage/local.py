@@ -78,31 +78,28 @@ class LocalStorage:
         target = path if not key.startswith(TEMP_PREFIX) else path.with_name(key)
         await anyio.to_thread.run_sync(lambda: target.unlink(missing_ok=True))
 
-    async def list_blobs(self) -> list[BlobInfo]:
-        return await anyio.to_thread.run_sync(self._scan)
+    async def abandon(self, key: str) -> None:
+        final = self.path(key)
+        temp = final.with_name(TEMP_PREFIX + key)
 
-    def _scan(self) -> list[BlobInfo]:
-        found: list[BlobInfo] = []
+        def remove() -> None:
+            temp.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
+
+        await anyio.to_thread.run_sync(remove)
+
+    async def scan(self) -> AsyncIterator[list[BlobInfo]]:
+        """One page per shard folder (keys spread evenly over 256 of them)."""
+        shards = await anyio.to_thread.run_sync(self._shards)
+        for shard in shards:
+            page = await anyio.to_thread.run_sync(_scan_shard, shard)
+            if page:
+                yield page
+
+    def _shards(self) -> list[Path]:
         if not self.root.is_dir():
-            return found
-        for shard in self.root.iterdir():
-            if not shard.is_dir():
-                continue
-            for entry in os.scandir(shard):
-                if not _is_ours(entry.name):
-                    continue  # not a name we make (an editor's backup, a stray copy): never ours to delete
-                try:
-                    mtime = entry.stat().st_mtime
-                except FileNotFoundError:
-                    continue  # removed while we looked
-                found.append(
-                    BlobInfo(
-                        key=entry.name,
-                        modified_at=datetime.fromtimestamp(mtime, UTC),
-                        temporary=entry.name.startswith(TEMP_PREFIX),
-                    )
-                )
-        return found
+            return []
+        return sorted(shard for shard in self.root.iterdir() if shard.is_dir())
 
     async def check(self) -> None:
         def probe() -> None:
@@ -150,6 +147,30 @@ def _stat_and_read_small(path: Path) -> BlobStat:
             return BlobStat(size=size)
         body = file.read(size + 1)
     return BlobStat(size=size, body=body if len(body) == size else None)  # changed under us: stream it instead
+
+
+def _scan_shard(shard: Path) -> list[BlobInfo]:
+    found: list[BlobInfo] = []
+    try:
+        entries = list(os.scandir(shard))
+    except FileNotFoundError:
+        return found
+    for entry in entries:
+        if not _is_ours(entry.name):
+            continue  # not a name we make (an editor's backup, a stray copy): never ours to delete
+        try:
+            mtime = entry.stat().st_mtime
+        except FileNotFoundError:
+            continue  # removed while we looked
+        temporary = entry.name.startswith(TEMP_PREFIX)
+        found.append(
+            BlobInfo(
+                key=entry.name.removeprefix(TEMP_PREFIX),
+                modified_at=datetime.fromtimestamp(mtime, UTC),
+                temporary=temporary,
+            )
+        )
+    return found
 
 
 def _is_ours(name: str) -> bool:

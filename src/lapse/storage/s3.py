@@ -125,19 +125,52 @@ class S3Storage:
         async with _translated("delete", key):
             await client.delete_object(Bucket=self.bucket, Key=self._key(key))  # a missing key is not an error
 
-    async def list_blobs(self) -> list[BlobInfo]:
+    async def abandon(self, key: str) -> None:
+        """Abort every unfinished multipart upload of exactly this key (NoSuchUpload: already gone), then delete
+        the object."""
         client = await self.client()
-        found: list[BlobInfo] = []
+        name = self._key(key)
+        async with _translated("abandon", key):
+            pages = client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=name)
+            async for page in pages:
+                for upload in page.get("Uploads", []):
+                    if upload["Key"] == name:
+                        await self._abort_upload(client, name, upload["UploadId"])
+            await client.delete_object(Bucket=self.bucket, Key=name)
+
+    async def _abort_upload(self, client: "S3Client", name: str, upload_id: str) -> None:
+        try:
+            await client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise
+
+    async def scan(self) -> AsyncIterator[list[BlobInfo]]:
+        """ListObjectsV2, then ListMultipartUploads (`temporary`, dated when initiated), page by page."""
+        client = await self.client()
         async with _translated("list", self.prefix):
-            pages = client.get_paginator("list_objects_v2").paginate(
+            objects = client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=self.prefix, PaginationConfig={"PageSize": self.list_page_size}
             )
-            async for page in pages:
-                for item in page.get("Contents", []):
-                    name = item["Key"].removeprefix(self.prefix)
-                    if is_key(name):  # only ever ours
-                        found.append(BlobInfo(key=name, modified_at=item["LastModified"], temporary=False))
-        return found
+            async for page in objects:
+                found = [
+                    BlobInfo(key=name, modified_at=item["LastModified"], temporary=False)
+                    for item in page.get("Contents", [])
+                    if is_key(name := item["Key"].removeprefix(self.prefix))  # only ever ours
+                ]
+                if found:
+                    yield found
+            uploads = client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self.prefix, PaginationConfig={"PageSize": self.list_page_size}
+            )
+            async for listed in uploads:
+                found = [
+                    BlobInfo(key=name, modified_at=item["Initiated"], temporary=True)
+                    for item in listed.get("Uploads", [])
+                    if is_key(name := item["Key"].removeprefix(self.prefix))
+                ]
+                if found:
+                    yield found
 
     async def check(self) -> None:
         """HeadBucket, its answer kept for a few seconds: cheap enough for every readiness probe and redirect."""

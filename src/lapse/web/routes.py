@@ -83,6 +83,7 @@ async def upload(request: Request, user: XhrUserDep, session: SessionDep, runtim
     form = await MultipartFile(request, max_body=max_size + MULTIPART_OVERHEAD).open()
     file = await files_service.upload(
         session,
+        sessions=runtime.sessions,
         storage=runtime.storage,
         owner=user.key,
         filename=form.filename,
@@ -98,8 +99,8 @@ async def delete_file(
     file_id: str, request: Request, form: FormDep, session: SessionDep, runtime: RuntimeDep
 ) -> Response:
     storage_key = await files_service.delete_file(session, owner=form.user.key, file_id=file_id)
-    await session.commit()  # row first, then bytes, as the API does: a crash between leaves only an orphan blob
-    await files_service.remove_bytes(runtime.storage, storage_key)
+    await session.commit()  # row and tombstone, then bytes, as the API does
+    await files_service.remove_bytes(runtime.sessions, runtime.storage, storage_key)
     return RedirectResponse(f"{root_path(request)}/", status_code=303)
 
 

@@ -2,7 +2,6 @@
 durable-before-visible when the server is killed mid-upload (docs/architecture.md, uploads)."""
 
 import os
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import httpx
 import pytest
 
 from lapse.sweeper import STALE_AFTER
+from tests.outbox import age_intents
 from tests.process import query
 from tests.server.api import bearer, eventually, fresh_client, list_files, read_response_head, stored_files
 from tests.server.services import DATABASES, Service, service
@@ -152,17 +152,17 @@ async def test_server_killed_mid_upload_leaves_no_row_and_the_sweeper_removes_it
         async with fresh_client(server.url) as client:
             assert await list_files(client, killable.key) == []
 
-        # A young temp file may be an upload in flight: a sweep leaves it alone...
+        # The upload's intent is still fresh: it may be alive, and a sweep leaves it alone...
         swept = await anyio.to_thread.run_sync(server.cli, "sweep")
         assert swept.returncode == 0, swept.stderr
         assert temp.exists()
-        # ...and removes it once it is older than any live upload could leave it.
-        aged = time.time() - 2 * STALE_AFTER.total_seconds()
-        os.utime(temp, (aged, aged))
+        # ...and aborts it once its heartbeat is older than any live upload's could be.
+        await age_intents(server.database_url, 2 * STALE_AFTER)
         swept = await anyio.to_thread.run_sync(server.cli, "sweep")
         assert swept.returncode == 0, swept.stderr
-        assert "1 temp files" in swept.stderr, swept.stderr
+        assert "1 abandoned uploads" in swept.stderr, swept.stderr
         assert stored_files(server.blobs) == []
+        assert await query(server.database_url, "SELECT storage_key FROM upload_intents") == []
 
 
 async def _check_not_blocked(url: str, key: str) -> None:

@@ -76,7 +76,10 @@ class LocalStorage:
     async def delete(self, key: str) -> None:
         path = self.path(key.removeprefix(TEMP_PREFIX))
         target = path if not key.startswith(TEMP_PREFIX) else path.with_name(key)
-        await anyio.to_thread.run_sync(lambda: target.unlink(missing_ok=True))
+        try:
+            await anyio.to_thread.run_sync(lambda: target.unlink(missing_ok=True))
+        except OSError as exc:  # the sweeper keeps the tombstone and tries again
+            raise _storage_error(exc) from exc
 
     async def abandon(self, key: str) -> None:
         final = self.path(key)
@@ -86,7 +89,10 @@ class LocalStorage:
             temp.unlink(missing_ok=True)
             final.unlink(missing_ok=True)
 
-        await anyio.to_thread.run_sync(remove)
+        try:
+            await anyio.to_thread.run_sync(remove)
+        except OSError as exc:
+            raise _storage_error(exc) from exc
 
     async def scan(self) -> AsyncIterator[list[BlobInfo]]:
         """One page per shard folder (keys spread evenly over 256 of them)."""

@@ -127,17 +127,20 @@ async def test_a_failing_body_aborts_the_upload(storage: S3Storage, s3: Any, pre
     assert objects(s3, prefix) == []
 
 
-async def test_list_blobs_pages_through_the_prefix_and_only_names_ours(
-    rgw: Rgw, aws_env: None, s3: Any, prefix: str
-) -> None:
+async def test_scan_pages_through_the_prefix_and_only_names_ours(rgw: Rgw, aws_env: None, s3: Any, prefix: str) -> None:
     storage = make_storage(rgw, prefix, list_page_size=2)
     try:
         keys = {(await storage.put(new_key(), stream(b"x" * n), max_size=100)).key for n in range(5)}
         s3.put_object(Bucket=BUCKET, Key=prefix + "notes.txt", Body=b"not ours")  # never listed, never swept
         s3.put_object(Bucket=BUCKET, Key="elsewhere-" + "a" * 32, Body=b"outside the prefix")
-        listed = await storage.list_blobs()
-        assert {blob.key for blob in listed} == keys
-        assert all(not blob.temporary and blob.modified_at.tzinfo is not None for blob in listed)
+        dangling = new_key()
+        s3.create_multipart_upload(Bucket=BUCKET, Key=prefix + dangling)
+        pages = [page async for page in storage.scan()]
+        assert max(len(page) for page in pages) <= 2
+        listed = [blob for page in pages for blob in page]
+        assert {blob.key for blob in listed if not blob.temporary} == keys
+        assert [blob.key for blob in listed if blob.temporary] == [dangling]
+        assert all(blob.modified_at.tzinfo is not None for blob in listed)
     finally:
         s3.delete_object(Bucket=BUCKET, Key="elsewhere-" + "a" * 32)
         await storage.aclose()
@@ -172,7 +175,9 @@ async def test_a_store_that_does_not_answer_is_unavailable(rgw: Rgw, aws_env: No
             with pytest.raises(Unavailable):
                 await call("a" * 32)
         with pytest.raises(Unavailable):
-            await storage.list_blobs()
+            await storage.abandon("a" * 32)
+        with pytest.raises(Unavailable):
+            [page async for page in storage.scan()]
         with pytest.raises(Unavailable):
             await storage.check()
     finally:

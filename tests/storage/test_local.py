@@ -18,6 +18,7 @@ from lapse.runtime import Runtime
 from lapse.storage import blob_writer, new_key
 from lapse.storage.local import LocalStorage
 from tests.helpers import stored_files
+from tests.outbox import Keys, keys
 
 pytestmark = pytest.mark.anyio
 MiB = 1024 * 1024
@@ -110,6 +111,7 @@ async def test_a_body_failing_mid_upload_leaves_no_row_and_no_temp_file(runtime:
         async with transaction(runtime.sessions) as session:
             await files_service.upload(
                 session,
+                sessions=runtime.sessions,
                 storage=runtime.storage,
                 owner=owner,
                 filename="broken.bin",
@@ -119,6 +121,7 @@ async def test_a_body_failing_mid_upload_leaves_no_row_and_no_temp_file(runtime:
             )
     async with transaction(runtime.sessions) as session:
         assert await files_service.list_files(session, owner=owner, cursor=None, limit=10) == []
+    assert await keys(runtime.sessions) == Keys(files=set(), intents=set(), tombstones=set())
     assert stored_files(runtime.settings.data_dir / "blobs") == []
 
 

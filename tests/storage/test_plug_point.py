@@ -63,8 +63,12 @@ class RemoteLike:
     async def delete(self, key: str) -> None:
         await self.inner.delete(key)
 
-    async def list_blobs(self) -> list[BlobInfo]:
-        return await self.inner.list_blobs()
+    async def abandon(self, key: str) -> None:
+        await self.inner.abandon(key)
+
+    async def scan(self) -> AsyncIterator[list[BlobInfo]]:
+        async for page in self.inner.scan():
+            yield page
 
     async def check(self) -> None:
         await self.inner.check()

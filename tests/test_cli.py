@@ -3,6 +3,7 @@
 import json
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 
 from lapse.cli import app
 from lapse.settings import Settings
+from lapse.sweeper import ORPHAN_AGE
 
 
 @pytest.fixture
@@ -74,8 +76,9 @@ def test_sweep_removes_stale_temp_files(cli_env: dict[str, str], settings: Setti
     shard.mkdir(parents=True)
     stale = shard / (".tmp-ab" + "0" * 30)
     stale.write_bytes(b"half an upload")
-    two_hours_ago = time.time() - 7200
-    os.utime(stale, (two_hours_ago, two_hours_ago))
+    # No upload intent names it (left by an older version, say): the safety net's, once past its age.
+    long_ago = time.time() - (ORPHAN_AGE + timedelta(hours=1)).total_seconds()
+    os.utime(stale, (long_ago, long_ago))
     code, _, err = lapse(cli_env, "sweep")
     assert code == 0
     assert "1 temp files" in err

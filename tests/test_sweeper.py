@@ -1,4 +1,4 @@
-"""The sweeper: abandoned files go after the grace period (rows first), orphans and stale temp files too."""
+"""The sweeper: abandoned files go after the grace period (rows first, each with its blob's tombstone)."""
 
 from datetime import timedelta
 from pathlib import Path

@@ -243,3 +243,27 @@ async def test_a_bad_target_or_a_store_out_of_reach_is_one_line_and_its_own_exit
         assert (done.returncode, done.stdout) == (code, ""), done.stderr
         assert done.stderr.startswith(start), done.stderr
         assert done.stderr.count("\n") == 1, done.stderr  # one line
+
+
+async def test_verify_reads_back_what_is_there_and_copies_again_an_object_with_other_bytes(
+    settings: Settings, alice: ApiClient, blobs: Path, rgw: Rgw, aws_env: None, s3: Any, prefix: str
+) -> None:
+    content = os.urandom(PART_SIZE + 1000)
+    _, blob = await upload(alice, blobs, content, "kept.bin")
+    env = environment(settings, rgw)
+    to = f"s3://{BUCKET}/{prefix}"
+    assert (await in_thread(lambda: run(env, "--to", to))).returncode == 0
+    # Something else wrote the key meanwhile: the same size, other bytes. Only reading it back can tell.
+    s3.put_object(Bucket=BUCKET, Key=prefix + blob.name, Body=os.urandom(len(content)))
+
+    trusting = await in_thread(lambda: run(env, "--to", to))
+    assert trusting.stderr.strip() == "Copied 0 (0 B), skipped 1 already there, 0 missing locally, 0 damaged."
+    checked = await in_thread(lambda: run(env, "--to", to, "--verify"))
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr.strip().splitlines() == [
+        "1 object in the bucket held other bytes than their file's; copied again.",
+        "Copied 1 (5.0 MiB), skipped 0 already there, 0 missing locally, 0 damaged.",
+    ]
+    assert objects(s3, prefix) == {blob.name: content}
+    again = await in_thread(lambda: run(env, "--to", to, "--verify"))
+    assert again.stderr.strip() == "Copied 0 (0 B), skipped 1 already there, 0 missing locally, 0 damaged."

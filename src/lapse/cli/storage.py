@@ -37,6 +37,14 @@ def storage_migrate(
             show_default=False,
         ),
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Read back the objects already in the bucket and compare their sha256 too (slower: every byte"
+            " comes down again); one that differs is copied again.",
+        ),
+    ] = False,
 ) -> None:
     """Copy every file's blob to an S3 bucket under the same key, verified by its sha256; a rerun copies only
     what is missing. Then set LAPSE_STORAGE_URL to the same s3:// URL and restart."""
@@ -74,7 +82,11 @@ def storage_migrate(
                 task = progress.add_task(f"{count} files", total=size)
                 try:
                     return await migration.copy_all(
-                        runtime.sessions, source_storage, target, on_bytes=lambda n: progress.advance(task, n)
+                        runtime.sessions,
+                        source_storage,
+                        target,
+                        on_bytes=lambda n: progress.advance(task, n),
+                        verify=verify,
                     )
                 except Unavailable as exc:
                     raise _Unreachable(f"the store stopped answering ({exc.__cause__ or exc})") from exc
@@ -99,6 +111,9 @@ def storage_migrate(
             f"lapse: {_named(blob)}: the local bytes differ from the sha256 recorded at upload; not copied.",
             soft_wrap=True,
         )
+    if report.replaced:
+        what = "object" if report.replaced == 1 else "objects"
+        err.print(f"{report.replaced} {what} in the bucket held other bytes than their file's; copied again.")
     err.print(
         f"Copied {report.copied} ({human_size(report.copied_bytes)}), skipped {report.skipped} already there, "
         f"{len(report.missing)} missing locally, {len(report.damaged)} damaged.",

@@ -8,7 +8,9 @@ object in the bucket as it named its file in the folder.
 - Resumable: an object appears under a key only once its upload completed (a single PUT, or a multipart upload
   completed after its last part), and it is completed only when every byte matched the row's size and sha256. So
   an object already there with the row's size is skipped; an interrupted upload leaves no object, only an
-  incomplete multipart upload that a rerun does not see (a bucket lifecycle rule removes those).
+  incomplete multipart upload that a rerun does not see (a bucket lifecycle rule removes those). With `verify`, an
+  object already there is read back and its sha256 compared too (for a bucket something else may have written to);
+  one that differs is copied again.
 - Verified: the sha256 is computed while the bytes go up, and a mismatch raises from the byte stream before the
   upload completes, which aborts it: a damaged local blob never becomes an object.
 """
@@ -53,7 +55,8 @@ class Blob:
 class Report:
     copied: int = 0
     copied_bytes: int = 0
-    skipped: int = 0  # already in the bucket with the row's size
+    skipped: int = 0  # already in the bucket with the row's size (and, when verified, its sha256)
+    replaced: int = 0  # already in the bucket, but with other bytes: copied again (among `copied`)
     missing: list[Blob] = field(default_factory=list)  # no local blob for the row (nothing to copy)
     damaged: list[Blob] = field(default_factory=list)  # the local bytes differ from the row's size or sha256
 
@@ -91,15 +94,18 @@ async def copy_all(
     target: S3Storage,
     *,
     on_bytes: Callable[[int], None],
+    verify: bool = False,
 ) -> Report:
     """Copy what the bucket lacks. A store failure (Unavailable) stops the run: rerunning resumes it."""
     report = Report()
     async for blob in blobs(sessions):
         there = await object_size(target, blob.key)
         if there == blob.size:
-            report.skipped += 1
-            on_bytes(blob.size)
-            continue
+            if not verify or await _object_sha256(target, blob) == blob.sha256:
+                report.skipped += 1
+                on_bytes(blob.size)
+                continue
+            report.replaced += 1
         try:
             file = await anyio.to_thread.run_sync(_open, source.path(blob.key))
         except FileNotFoundError:
@@ -141,6 +147,18 @@ async def object_size(target: S3Storage, key: str) -> int | None:
         raise Unavailable(f"The store did not answer ({type(exc).__name__}: {exc}).") from exc
     size: int = head["ContentLength"]
     return size
+
+
+async def _object_sha256(target: S3Storage, blob: Blob) -> str:
+    digest = hashlib.sha256()
+    if blob.size:
+        opened = await target.open(blob.key)
+        try:
+            async for chunk in opened.chunks(0, blob.size - 1):
+                digest.update(chunk)
+        finally:
+            opened.close()
+    return digest.hexdigest()
 
 
 def _open(path: Path) -> BinaryIO:

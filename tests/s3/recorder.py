@@ -1,7 +1,8 @@
 """A recording proxy in the store's place: Lapse's S3 endpoint names it, so its presigned URLs point here, and every
 request a client sends to "the store" passes through, its head recorded, on its way to the RGW (which checks the
 signature against the Host the client sent, this proxy's). A test can also have it hold a presigned request until
-its URL has expired (the RGW then refuses it, really), or bend one byte of the store's answer.
+its URL has expired (the RGW then refuses it, really), refuse one itself (403), or bend one byte of the store's
+answer.
 
 Threads and plain sockets, so that it runs beside a CLI invoked synchronously in the test."""
 
@@ -55,6 +56,7 @@ class RecordingProxy:
         self._sockets: set[socket.socket] = set()
         self.expire_next = 0  # presigned requests held until their URL has expired
         self.bend_next = 0  # presigned requests whose answer gets one body byte changed
+        self.refuse_next = 0  # presigned requests answered 403 here, as a store refusing its URL
 
     @property
     def endpoint(self) -> str:
@@ -74,7 +76,7 @@ class RecordingProxy:
     def reset(self) -> None:
         with self._lock:
             self._seen.clear()
-            self.expire_next = self.bend_next = 0
+            self.expire_next = self.bend_next = self.refuse_next = 0
 
     def presigned(self) -> list[Seen]:
         """The requests sent to a presigned URL (Lapse's own, SigV4-signed calls to the store are not among them)."""
@@ -132,6 +134,9 @@ class RecordingProxy:
             if seen.presigned and self._take("expire_next"):
                 while time.time() < seen.expires_at() + 1.5:  # the store's clock is this machine's
                     time.sleep(0.05)
+            if seen.presigned and self._take("refuse_next"):
+                client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                return
             if seen.presigned and self._take("bend_next"):
                 bend.set()
             upstream.sendall(head + HEAD_END)

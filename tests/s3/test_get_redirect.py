@@ -183,3 +183,37 @@ def test_wrong_bytes_from_the_store_fail_verification_and_a_rerun_fetches_them_f
     assert sha256(into / "bent.bin") == shared["sha256"]
     store_requests(store, 2)
     assert lapse.link(shared["link"]["id"])["downloads"] == 1
+
+
+def test_a_store_that_keeps_refusing_stops_after_a_few_urls_and_counts_once(
+    lapse: Lapse, store: RecordingProxy, tmp_path: Path
+) -> None:
+    source = write_random(tmp_path / "refused.bin", MiB)
+    shared = share(lapse, source)
+    url = shared["link"]["url"]
+    store.refuse_next = 100
+    into = tmp_path / "into"
+    into.mkdir()
+    refused = lapse.run("get", url, "-o", str(into))
+    assert refused.exit_code == ExitCode.FAILED, refused.stderr
+    assert refused.stderr == "lapse: The file's store kept refusing the addresses the server gave; try again later.\n"
+    assert len(store_requests(store, 3)) == 3  # bounded: three addresses asked for, then it gives up
+    assert lapse.link(shared["link"]["id"])["downloads"] == 1  # the first GET; the next two came with its grant
+
+    store.refuse_next = 0
+    again = json.loads(lapse.ok("get", url, "-o", str(into), "--json").stdout)
+    assert (again["spent_download"], again["sha256_verified"]) == (False, True)
+    assert sha256(into / "refused.bin") == shared["sha256"]
+    assert lapse.link(shared["link"]["id"])["downloads"] == 1
+
+
+def test_a_password_link_sends_its_password_to_lapse_only(lapse: Lapse, store: RecordingProxy, tmp_path: Path) -> None:
+    source = write_random(tmp_path / "secret.bin", MiB)
+    shared = lapse.ok("share", str(source), "--password-prompt", "--json", input="sesame\nsesame\n")
+    link = json.loads(shared.stdout.splitlines()[-1])["link"]
+    into = tmp_path / "into"
+    into.mkdir()
+    lapse.ok("get", link["url"], "-o", str(into), input="sesame\n")
+    assert sha256(into / "secret.bin") == sha256(source)
+    store_requests(store, 1)  # no Authorization among its headers
+    assert lapse.link(link["id"])["downloads"] == 1

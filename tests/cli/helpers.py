@@ -4,8 +4,11 @@ config folder given explicitly, so nothing from the developer's shell or home fo
 import json
 import os
 import sys
+import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +93,32 @@ def write_random(path: Path, size: int) -> Path:
 def lapse_subprocess(*args: str) -> list[str]:
     """`lapse ARGS` as a separate process of the interpreter running the tests (the package has __main__)."""
     return [sys.executable, "-m", "lapse", *args]
+
+
+@contextmanager
+def moved_to(base: str) -> Iterator[tuple[str, list[str]]]:
+    """A server on another port of 127.0.0.1 that answers every request with 301 to the same path under `base` (a
+    proxy sending a link elsewhere): its own base URL, and the methods it was asked."""
+    asked: list[str] = []
+
+    class Moved(BaseHTTPRequestHandler):
+        def answer(self) -> None:
+            asked.append(self.command)
+            self.send_response(301)
+            self.send_header("Location", base + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD = answer  # noqa: N815 (http.server's naming)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Moved)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()

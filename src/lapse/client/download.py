@@ -133,8 +133,8 @@ class _Link:
             self.auth = httpx.BasicAuth("", self.ask_password(self.auth is not None))
 
     def _moved(self, response: httpx.Response) -> bool:
-        """The link itself moved (a proxy sending http to https): follow it on the same host, never elsewhere,
-        since the grant and password go with it."""
+        """The link itself moved (a proxy sending http to https): followed on the same host only (as cookies are,
+        whatever the port), never to another, since the grant and password go with it."""
         here = httpx.URL(self.url)
         there = here.join(response.headers.get("location", ""))
         if there.host != here.host or there.scheme not in (here.scheme, "https"):

@@ -16,7 +16,7 @@ import pytest
 
 from lapse.client.api import USER_AGENT
 from lapse.client.errors import ExitCode
-from tests.cli.helpers import Lapse, MiB, lapse_subprocess, start_server, write_random
+from tests.cli.helpers import Lapse, MiB, lapse_subprocess, self_signed, start_server, tls_front, write_random
 from tests.process import LapseServer
 from tests.s3.conftest import BUCKET, PART_SIZE, s3_client
 from tests.s3.recorder import RecordingProxy, Seen
@@ -217,3 +217,21 @@ def test_a_password_link_sends_its_password_to_lapse_only(lapse: Lapse, store: R
     assert sha256(into / "secret.bin") == sha256(source)
     store_requests(store, 1)  # no Authorization among its headers
     assert lapse.link(link["id"])["downloads"] == 1
+
+
+def test_a_redirect_from_https_to_plain_http_is_not_followed(
+    lapse: Lapse, store: RecordingProxy, tmp_path: Path
+) -> None:
+    """Lapse behind TLS, its store named by a plain-http endpoint: the grant would be safe, the bytes would not."""
+    source = write_random(tmp_path / "plain.bin", 1000)
+    shared = share(lapse, source)
+    path = "/d/" + shared["link"]["url"].rsplit("/d/", 1)[1]
+    cert, key = self_signed(tmp_path)
+    with tls_front(lapse.server.port, cert, key) as front:
+        refused = lapse.run("get", front + path, "-o", str(tmp_path / "into.bin"), SSL_CERT_FILE=str(cert))
+    assert refused.exit_code == ExitCode.FAILED, refused.stderr
+    assert refused.stderr == (
+        "lapse: The server redirected the download to an address without https; it was not followed.\n"
+    )
+    assert store.presigned() == []
+    assert not (tmp_path / "into.bin").exists()

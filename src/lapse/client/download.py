@@ -103,6 +103,7 @@ class _Link:
 
     def __init__(self, http: httpx.Client, url: str, ask_password: AskPassword) -> None:
         self.http = http
+        self.given = url  # what the user gave: the saved state is found by it again, wherever the link moved
         self.url = url
         self.ask_password = ask_password
         self.auth: httpx.BasicAuth | None = None
@@ -309,7 +310,7 @@ def _fetch(
         answer = link.open("GET", headers)
         if new_grant := answer.headers.get("lapse-grant"):  # this GET redeemed: keep its grant before any byte
             grant, spent = new_grant, True
-            PartialState(url=link.url, grant=new_grant, etag=etag, size=size).save(target)
+            PartialState(url=link.given, grant=new_grant, etag=etag, size=size).save(target)
         if not answer.is_redirect:
             response = answer
             break

@@ -13,7 +13,7 @@ import pytest
 
 from lapse.client.errors import ExitCode
 from lapse.client.partial import PartialState
-from tests.cli.helpers import Lapse, MiB, lapse_subprocess, write_random
+from tests.cli.helpers import Lapse, MiB, lapse_subprocess, moved_to, write_random
 
 pytestmark = pytest.mark.server
 
@@ -240,4 +240,25 @@ def test_damaged_partial_bytes_are_caught_by_the_sha256(lapse: Lapse, tmp_path: 
     again = json.loads(lapse.ok("get", url, "-o", str(into), "--json").stdout)
     assert (again["resumed_from"], again["spent_download"]) == (0, False)  # the grant from the first try
     assert sha256(into / "bent.bin") == shared["sha256"]
+    assert lapse.link(shared["link"]["id"])["downloads"] == 1
+
+
+def test_a_link_moved_on_its_own_host_is_followed_and_one_moved_elsewhere_is_not(lapse: Lapse, tmp_path: Path) -> None:
+    source = write_random(tmp_path / "moved.bin", 100_000)
+    [shared] = lapse.json_lines("share", str(source), "--max-downloads", "2")
+    path = "/d/" + shared["link"]["url"].rsplit("/d/", 1)[1]
+    into = tmp_path / "into"
+    into.mkdir()
+    with moved_to(lapse.url) as (moved, asked):  # the same host: as a proxy sending http to https would
+        lapse.ok("get", moved + path, "-o", str(into))
+    assert (into / "moved.bin").read_bytes() == source.read_bytes()
+    assert asked == ["HEAD"]  # the GET went to where the link now is
+    assert lapse.link(shared["link"]["id"])["downloads"] == 1
+
+    elsewhere = lapse.url.replace("127.0.0.1", "localhost")  # another host: the grant and password stay here
+    with moved_to(elsewhere) as (moved, asked):
+        refused = lapse.run("get", moved + path, "-o", str(tmp_path / "not.bin"))
+    assert refused.exit_code == ExitCode.FAILED
+    assert refused.stderr == "lapse: The server answered 301 Moved Permanently.\n"
+    assert asked == ["HEAD"]
     assert lapse.link(shared["link"]["id"])["downloads"] == 1

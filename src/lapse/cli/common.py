@@ -7,6 +7,7 @@ import anyio
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from lapse.settings import Settings
 
@@ -16,9 +17,15 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 err = Console(stderr=True, highlight=False)
 
+# The server-side commands' exit codes (beyond 0 and 1).
+EXIT_USAGE = 2  # a bad option or setting
+EXIT_STORAGE = 3  # the storage the settings (or an option) name cannot be reached
+EXIT_VERIFICATION = 10  # bytes differ from their recorded sha256 (as `lapse get`'s)
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 
-def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]lapse:[/] {message}", soft_wrap=True)
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    err.print(f"[bold red]lapse:[/] {escape(message)}", soft_wrap=True)  # a URL or an error may hold [brackets]
     raise typer.Exit(code)
 
 
@@ -47,10 +54,14 @@ def migrate(settings: Settings) -> None:
 
 
 def run_with_runtime(settings: Settings, work: Callable[["Runtime"], Awaitable[T]]) -> T:
-    from lapse.runtime import open_runtime
+    """`work` with a runtime; a storage that cannot be opened is one line and EXIT_STORAGE, not a traceback."""
+    from lapse.runtime import CannotStart, open_runtime
 
     async def runner() -> T:
         async with open_runtime(settings) as runtime:
             return await work(runtime)
 
-    return anyio.run(runner)
+    try:
+        return anyio.run(runner)
+    except CannotStart as exc:
+        fail(str(exc.code).removeprefix("lapse: "), code=EXIT_STORAGE)

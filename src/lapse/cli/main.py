@@ -7,6 +7,7 @@ from lapse.cli.get import get
 from lapse.cli.login import login, logout
 from lapse.cli.manage import files_app, links_app
 from lapse.cli.share import share
+from lapse.cli.storage import storage_app
 
 app = typer.Typer(
     help="Lapse: temporary download links.",
@@ -20,6 +21,7 @@ app.command()(server.serve)
 app.add_typer(server.db_app, name="db")
 app.add_typer(server.keys_app, name="keys")
 app.command()(server.sweep)
+app.add_typer(storage_app, name="storage")
 
 # The client: talks to a Lapse server over HTTP (lapse.client), never to the database.
 app.command(rich_help_panel="Client")(share)

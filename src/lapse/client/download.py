@@ -6,8 +6,13 @@
 3. GET: with the grant and `Range: bytes=<have>-` when resuming, plainly otherwise. A GET without a live grant
    spends one download and its answer carries a new grant, saved before the first byte is written, so that
    even a kill -9 a moment later leaves a resumable download.
-4. Stream into `<target>.part` in fixed chunks, then check the size and the sha256 (the ETag is the file's
-   sha256) and only then rename into place.
+4. The answer is the bytes, or (`LAPSE_DELIVERY=redirect`) a 302 to a presigned URL at the store. Redirects are
+   never followed by the HTTP library, which would send the grant, Range and If-Range on to the store: the store
+   gets a request built from scratch, with only `User-Agent` and `Range`. A store refusing its URL (403/400: it
+   expired during a pause) sends us back to the link with the grant for a new one, which counts nothing. The
+   presigned URL is never saved: a resume always asks the link again.
+5. Stream into `<target>.part` in fixed chunks, then check the size and the sha256 against the link's HEAD (its
+   ETag is the file's sha256; a store's own ETag is an MD5 and never consulted) and only then rename into place.
 """
 
 import hashlib
@@ -27,6 +32,7 @@ from lapse.client.errors import (
     ConnectionFailed,
     ServerError,
     Unauthorized,
+    Unavailable,
     UsageError,
     VerificationFailed,
     connection_error,
@@ -37,6 +43,8 @@ from lapse.client.partial import PartialState
 
 CHUNK_SIZE = 64 * 1024  # small enough for a smooth progress bar and --limit-rate, large enough to be cheap
 PASSWORD_TRIES = 3
+STORE_TRIES = 3  # presigned URLs asked for in one run: each refusal by the store sends us back for a new one
+LINK_HOPS = 3  # redirects of the link's own address followed (http to https on the same host)
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _LINK_PATH = re.compile(r"^(?P<prefix>.*/)[ds]/(?P<token>[A-Za-z0-9_-]{16,64})/?$")
 _SHA256_ETAG = re.compile(r'^"([0-9a-f]{64})"$')
@@ -95,29 +103,48 @@ class _Link:
 
     def __init__(self, http: httpx.Client, url: str, ask_password: AskPassword) -> None:
         self.http = http
+        self.given = url  # what the user gave: the saved state is found by it again, wherever the link moved
         self.url = url
         self.ask_password = ask_password
         self.auth: httpx.BasicAuth | None = None
 
     def open(self, method: str, headers: Mapping[str, str]) -> httpx.Response:
-        """A streamed answer with a success status; a password challenge is met by asking (401s never count)."""
-        for attempt in range(PASSWORD_TRIES + 1):
+        """A streamed answer with a success status, or a GET's redirect to the store (never followed here); a
+        password challenge is met by asking (401s never count)."""
+        attempt = hops = 0
+        while True:
             request = self.http.build_request(method, self.url, headers=dict(headers))
             try:
                 response = self.http.send(request, auth=self.auth, stream=True)
             except httpx.TransportError as exc:
                 raise connection_error(exc, self.url) from exc
-            if response.is_success:
+            if response.is_success or (method == "GET" and response.is_redirect):
                 return response
             response.read()
             response.close()
+            if method == "HEAD" and response.is_redirect and hops < LINK_HOPS and self._moved(response):
+                hops += 1
+                continue
             error = error_for(response, what="link")
             if method == "HEAD" and response.status_code == 410 and "lapse-gone-reason" not in response.headers:
                 raise self._why_gone(headers) or error  # a server from before the header
             if not isinstance(error, Unauthorized) or attempt == PASSWORD_TRIES:
                 raise error
+            attempt += 1
             self.auth = httpx.BasicAuth("", self.ask_password(self.auth is not None))
-        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _moved(self, response: httpx.Response) -> bool:
+        """The link itself moved (a proxy sending http to https): followed on the same host only (as cookies are,
+        whatever the port), never to another, since the grant and password go with it."""
+        here = httpx.URL(self.url)
+        there = here.join(response.headers.get("location", ""))
+        if there.host != here.host or there.scheme not in (here.scheme, "https"):
+            return False
+        try:
+            self.url = link_url(str(there))
+        except UsageError:
+            return False
+        return True
 
     def _why_gone(self, headers: Mapping[str, str]) -> ClientError | None:
         """A HEAD answer has no body, so a 410 cannot say why. A GET with an If-Match no file can satisfy cannot
@@ -149,7 +176,10 @@ def download(
     """Download the link at `url` to `output` (a file, a folder, or None for the current folder)."""
     url = link_url(url)
     found = _find_partial(output, url)
-    with httpx.Client(timeout=TIMEOUT, follow_redirects=True, headers={"User-Agent": USER_AGENT}) as http:
+    with (
+        httpx.Client(timeout=TIMEOUT, follow_redirects=False, headers={"User-Agent": USER_AGENT}) as http,
+        _Store() as store,
+    ):
         link = _Link(http, url, ask_password)
         head = link.open("HEAD", _grant_header(found[1] if found else None))
         head.read()  # nothing to read, but a response read to its end leaves its connection for the GET
@@ -171,6 +201,7 @@ def download(
             return _finish(transfer, have=offset, digest=digest, etag=etag)
         return _fetch(
             link,
+            store,
             target,
             state=state,
             offset=offset,
@@ -205,8 +236,59 @@ def _usable_offset(part: Path, state: PartialState, *, size: int | None, etag: s
     return have
 
 
+class _Store:
+    """Requests to where a redirect points (a presigned URL at the object store), each built from scratch on a
+    client of its own: no cookie, no Lapse-Grant, no password, no key and no If-* ever goes there."""
+
+    def __init__(self) -> None:
+        self.http = httpx.Client(timeout=TIMEOUT, follow_redirects=False)
+
+    def __enter__(self) -> "_Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
+    def get(self, url: httpx.URL, offset: int) -> httpx.Response | None:
+        """The store's streamed answer, or None when it refused the URL (expired, or signed for another time)."""
+        headers = {"User-Agent": USER_AGENT} | ({"Range": f"bytes={offset}-"} if offset else {})
+        try:
+            # httpx.Request rather than build_request: nothing of the client's (cookies, default headers) is added.
+            response = self.http.send(httpx.Request("GET", url, headers=headers), stream=True)
+        except httpx.TransportError as exc:
+            raise connection_error(exc, url) from exc
+        if response.status_code in (200, 206):
+            return response
+        response.read()
+        response.close()
+        if response.status_code in (400, 403):
+            return None
+        status = response.status_code
+        if status >= 500:
+            raise Unavailable(f"The file's store is unavailable ({status}); try again later.", status=status)
+        raise ServerError(f"The file's store answered {status} {response.reason_phrase or 'error'}.", status=status)
+
+
+def _store_url(link: _Link, response: httpx.Response) -> httpx.URL:
+    """Where a redirect points, refused when it would leave https (a plain-http Lapse may name a plain-http store)."""
+    here = httpx.URL(link.url)
+    try:
+        there = here.join(response.headers.get("location", ""))
+    except httpx.InvalidURL as exc:
+        raise ServerError(
+            "The server redirected to an address that is not a URL.", status=response.status_code
+        ) from exc
+    if there.scheme != "https" and not (there.scheme == "http" and here.scheme == "http"):
+        raise ServerError(
+            "The server redirected the download to an address without https; it was not followed.",
+            status=response.status_code,
+        )
+    return there
+
+
 def _fetch(
     link: _Link,
+    store: _Store,
     target: Path,
     *,
     state: PartialState | None,
@@ -218,24 +300,38 @@ def _fetch(
     on_progress: Callable[[int], None],
 ) -> Downloaded:
     part = part_path(target)
-    headers = _grant_header(state)
-    if offset:
-        headers |= {"Range": f"bytes={offset}-"} | ({"If-Range": etag} if etag else {})
-    response = link.open("GET", headers)
+    grant = state.grant if state is not None else None
+    spent = False
+    response: httpx.Response | None = None
+    for _ in range(STORE_TRIES):
+        # No If-Range: Lapse serves such a request itself rather than redirect it (the store ignores If-Range).
+        # The partial bytes were kept only because the state's ETag is the link's, and the sha256 is checked.
+        headers = ({"Lapse-Grant": grant} if grant else {}) | ({"Range": f"bytes={offset}-"} if offset else {})
+        answer = link.open("GET", headers)
+        if new_grant := answer.headers.get("lapse-grant"):  # this GET redeemed: keep its grant before any byte
+            grant, spent = new_grant, True
+            PartialState(url=link.given, grant=new_grant, etag=etag, size=size).save(target)
+        if not answer.is_redirect:
+            response = answer
+            break
+        answer.read()
+        answer.close()
+        response = store.get(_store_url(link, answer), offset)
+        if response is not None:
+            break
+    if response is None:
+        raise ServerError("The file's store kept refusing the addresses the server gave; try again later.", status=403)
     received = 0
     try:
-        grant = response.headers.get("lapse-grant")
-        if grant:  # this GET redeemed: keep its grant before the first byte lands
-            PartialState(url=link.url, grant=grant, etag=etag, size=size).save(target)
         if response.status_code == 206:
             _check_range(response, offset)
-        else:  # the whole file is coming (If-Range did not hold, or nothing to resume): start over
+        else:  # the whole file is coming (the range was not honoured, or nothing to resume): start over
             offset = 0
         transfer = Transfer(
             target=target,
             size=size if size is not None else _answer_size(response, offset),
             offset=offset,
-            spent_download=grant is not None,
+            spent_download=spent,
         )
         on_start(transfer)
         hasher = _hashed_prefix(part, offset)

@@ -20,6 +20,12 @@ So the config turns off what it can (`etag off` and `if_modified_since off`: ngi
 and `location()` hands nginx only requests it will judge as Lapse did. The rest — If-Match or If-Unmodified-Since
 present, several ranges, a Range or If-Range whose bytes nginx may read differently — Lapse streams itself: rare
 requests, and counted exactly the same.
+
+With S3 storage the internal location proxies a presigned GET to the store instead (deploy/nginx/
+lapse-s3-locations.conf), and the same filters run on the store's answer: its ETag and Last-Modified are hidden
+(If-Match and If-Unmodified-Since would fail in nginx, If-None-Match never matches), the `whole` location sends no
+Range to the store and `ranges` the one plain Range judged here. No other header of the client's reaches the store;
+so an If-Range, which stores ignore, is judged here alone, and the store is asked for the whole file or the range.
 """
 
 import re
@@ -78,3 +84,9 @@ def _nginx_agrees_on_preconditions(raw: Iterable[tuple[bytes, bytes]]) -> bool:
 def uri(prefix: str, where: str, blob_path: str) -> str:
     """The X-Accel-Redirect value: the internal location and the blob's path below it (Storage.accel_path)."""
     return quote(f"{prefix}{where}{blob_path}")  # nginx unescapes X-Accel-Redirect (since 1.5.9)
+
+
+def proxy_uri(prefix: str, where: str, request: str) -> str:
+    """The X-Accel-Redirect value for a store nginx proxies: the internal location, then the presigned request
+    (Storage.accel_proxy) as signed — its path already escaped, its query (the signature) passed on untouched."""
+    return f"{prefix}{where}{request}"

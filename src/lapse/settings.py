@@ -146,12 +146,12 @@ class Settings(BaseSettings):
                 f"LAPSE_MAX_UPLOAD_SIZE needs more than S3's {S3_MAX_PARTS} parts of LAPSE_S3_PART_SIZE: "
                 "raise the part size"
             )
-        if self.delivery == "accel" and self.storage_url.startswith("s3:"):
-            if not _PROXY_SAFE_PREFIX.fullmatch(self.storage.prefix):
-                raise ValueError(
-                    "with LAPSE_DELIVERY=accel, the prefix in LAPSE_STORAGE_URL may hold only letters, digits and "
-                    "- _ . ~ / (nginx would send other characters otherwise than they were signed)"
-                )
+        s3_accel = self.delivery == "accel" and self.storage_url.startswith("s3:")
+        if s3_accel and not _PROXY_SAFE_PREFIX.fullmatch(self.storage.prefix):
+            raise ValueError(
+                "with LAPSE_DELIVERY=accel, the prefix in LAPSE_STORAGE_URL may hold only letters, digits and "
+                "- _ . ~ / (nginx would send other characters otherwise than they were signed)"
+            )
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir.resolve() / 'lapse.db'}"
         return self

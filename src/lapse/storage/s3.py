@@ -163,9 +163,7 @@ class S3Storage:
         """`<bucket>/<key>?<query>` presigned for the endpoint's host, which nginx sends as Host. The store's
         answer carries `content_type` (nginx passes the store's Content-Type on, not Lapse's); never a
         Content-Disposition, since nginx keeps Lapse's and would send both."""
-        url = await self._signed(
-            self._proxy_presigner, key, expires_in, {"response-content-type": content_type}
-        )
+        url = await self._signed(self._proxy_presigner, key, expires_in, {"response-content-type": content_type})
         return url.removeprefix(f"{self._proxy_presigner.scheme}://{self._proxy_presigner.host}/")
 
     async def presign(self, key: str, *, expires_in: timedelta, filename: str, content_type: str) -> str:
@@ -176,9 +174,7 @@ class S3Storage:
         }
         return await self._signed(self._presigner, key, expires_in, params)
 
-    async def _signed(
-        self, presigner: Presigner, key: str, expires_in: timedelta, params: dict[str, str]
-    ) -> str:
+    async def _signed(self, presigner: Presigner, key: str, expires_in: timedelta, params: dict[str, str]) -> str:
         await self.check()  # presigning is local: a dead store would only show after counting
         credentials = await self._session.get_credentials()
         frozen = None if credentials is None else await credentials.get_frozen_credentials()

@@ -21,11 +21,11 @@ and `location()` hands nginx only requests it will judge as Lapse did. The rest 
 present, several ranges, a Range or If-Range whose bytes nginx may read differently — Lapse streams itself: rare
 requests, and counted exactly the same.
 
-With S3 storage the internal location proxies a presigned GET to the store instead (deploy/nginx/
-lapse-s3-locations.conf), and the same filters run on the store's answer: its ETag and Last-Modified are hidden
-(If-Match and If-Unmodified-Since would fail in nginx, If-None-Match never matches), the `whole` location sends no
-Range to the store and `ranges` the one plain Range judged here. No other header of the client's reaches the store;
-so an If-Range, which stores ignore, is judged here alone, and the store is asked for the whole file or the range.
+With S3 storage the internal locations proxy a presigned GET to the store instead (deploy/nginx/lapse-s3-*.conf;
+tests/server/test_accel_s3.py). No header of the client's reaches the store: `whole` sends it no Range, `ranges`
+the one plain Range decided here. So an If-Range, which stores ignore, is judged here alone, and the store is asked
+for the whole file or that range. The store's ETag and Last-Modified are hidden, leaving nginx no validator but
+ours. `location()` decides as for a folder; what it keeps from nginx Lapse streams from the store itself.
 """
 
 import re

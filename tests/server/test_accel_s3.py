@@ -404,3 +404,25 @@ async def test_no_presigned_request_in_nginxs_or_lapses_access_logs(proxied: Pro
         assert "X-Amz-" not in text, log_path
         for secret in secrets:
             assert secret not in text, (log_path, secret)
+
+
+async def test_ranges_past_the_end_and_an_empty_file_come_from_the_store_as_lapse_decided(proxied: Proxied) -> None:
+    link = await shared_file(proxied, expires_in=3600)
+    empty = await shared_file(proxied, b"", expires_in=3600)
+    async with fresh_client(proxied.url) as client:
+        cases = {
+            f"bytes={SIZE - 5}-{SIZE * 2}": (SIZE - 5, SIZE - 1),
+            f"bytes=-{SIZE * 2}": (0, SIZE - 1),
+            "bytes=0-": (0, SIZE - 1),
+        }
+        for value, (start, end) in cases.items():
+            response = await client.get(link["path"], headers={"Range": value})
+            assert response.status_code == 206, value
+            assert response.headers["content-range"] == f"bytes {start}-{end}/{SIZE}", value
+            assert response.content == DATA[start : end + 1], value
+        nothing = await client.get(empty["path"])
+        assert (nothing.status_code, nothing.content, nothing.headers["content-length"]) == (200, b"", "0")
+        assert nothing.headers.get_list("etag") == [f'"{hashlib.sha256(b"").hexdigest()}"']
+    assert await answered_by(proxied, link["path"], 3) == ["store"] * 3
+    assert await answered_by(proxied, empty["path"], 1) == ["store"]
+    assert await downloads(proxied, link) == 3

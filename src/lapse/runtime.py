@@ -70,6 +70,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         grant_ttl=settings.grant_ttl,
         delivery=settings.delivery,
         accel_prefix=settings.accel_prefix,
+        accel_s3_prefix=settings.accel_s3_prefix,
     )
     try:
         yield Runtime(

@@ -31,6 +31,8 @@ def _split_networks(value: Any) -> Any:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 # A path prefix that goes out in a response header: no spaces, quotes or control characters, however configured.
 _ACCEL_PREFIX = re.compile(r"/([A-Za-z0-9._~-]+/)+")
+# What nginx sends on exactly as SigV4 signed it (it escapes fewer characters than SigV4 does).
+_PROXY_SAFE_PREFIX = re.compile(r"[A-Za-z0-9._~/-]*")
 Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
 S3_MIN_PART = 5 * 1024**2  # S3 refuses smaller parts (but the last)
 S3_MAX_PART = 5 * 1024**3
@@ -89,6 +91,8 @@ class Settings(BaseSettings):
     # redirect: it counts, then answers 302 to the store's presigned URL (inline where the store has none)
     delivery: Literal["inline", "accel", "redirect"] = "inline"
     accel_prefix: str = "/_lapse/blobs/"  # nginx's internal location for blobs (deploy/nginx/lapse.conf)
+    # with S3 storage: nginx's internal location that proxies the store (deploy/nginx/lapse-s3-locations.conf)
+    accel_s3_prefix: str = "/_lapse/s3/"
     # `lapse serve` (lapse.protocol): how long a connection may take to send a request's head, counted from its
     # start or its last answer; and open connections per worker (unset: half the process's descriptor limit).
     header_timeout: Annotated[Duration, Field(gt=timedelta(0))] = timedelta(seconds=10)
@@ -116,7 +120,7 @@ class Settings(BaseSettings):
             raise ValueError("must be positive")
         return value
 
-    @field_validator("accel_prefix")
+    @field_validator("accel_prefix", "accel_s3_prefix")
     @classmethod
     def _accel_path(cls, value: str) -> str:
         if not _ACCEL_PREFIX.fullmatch(value):
@@ -141,6 +145,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"LAPSE_MAX_UPLOAD_SIZE needs more than S3's {S3_MAX_PARTS} parts of LAPSE_S3_PART_SIZE: "
                 "raise the part size"
+            )
+        s3_accel = self.delivery == "accel" and self.storage_url.startswith("s3:")
+        if s3_accel and not _PROXY_SAFE_PREFIX.fullmatch(self.storage.prefix):
+            raise ValueError(
+                "with LAPSE_DELIVERY=accel, the prefix in LAPSE_STORAGE_URL may hold only letters, digits and "
+                "- _ . ~ / (nginx would send other characters otherwise than they were signed)"
             )
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir.resolve() / 'lapse.db'}"

@@ -63,6 +63,9 @@ def test_an_s3_url_names_bucket_and_prefix(tmp_path: Path) -> None:
         ({"redirect_ttl": "0s"}, "must be positive"),
         ({"s3_endpoint": "not a url"}, "URL"),
         ({"storage_url": "s3://bucket", "max_upload_size": "100GiB"}, "more than S3's 10000 parts"),
+        ({"storage_url": "s3://bucket/a+b", "delivery": "accel"}, "may hold only letters, digits"),
+        ({"storage_url": "s3://bucket/a%20b", "delivery": "accel"}, "may hold only letters, digits"),
+        ({"accel_s3_prefix": "/_lapse/s3"}, "starts and ends with /"),
     ],
 )
 def test_bad_values_are_refused(tmp_path: Path, values: dict[str, object], says: str) -> None:
@@ -74,3 +77,10 @@ def test_a_large_upload_limit_fits_with_larger_parts(tmp_path: Path) -> None:
     chosen = settings(tmp_path, storage_url="s3://bucket", max_upload_size="100GiB", s3_part_size="16MiB")
     assert chosen.max_upload_size == 100 * 1024**3
     assert settings(tmp_path, max_upload_size="100GiB").max_upload_size == 100 * 1024**3  # a folder has no such cap
+
+
+def test_accel_on_s3_takes_a_prefix_nginx_sends_as_signed(tmp_path: Path) -> None:
+    """nginx escapes fewer characters than SigV4: other prefixes are refused for accel, and only for accel."""
+    chosen = settings(tmp_path, storage_url="s3://bucket/Lapse_blobs-1.0~x/", delivery="accel")
+    assert (chosen.storage.prefix, chosen.accel_s3_prefix) == ("Lapse_blobs-1.0~x/", "/_lapse/s3/")
+    assert settings(tmp_path, storage_url="s3://bucket/a+b", delivery="redirect").storage.prefix == "a+b/"

@@ -3,6 +3,9 @@
 The site file is used as shipped, with only its placeholders (Lapse's address, the listen address, the blob folder)
 replaced, inside a main config of our own: a temp prefix, a pid file, and an access log that names the location
 which answered (`$uri` is the internal location after an X-Accel-Redirect). Stopped by its process group.
+
+With a `StoreProxy`, the S3 files (deploy/nginx/lapse-s3-*.conf) are switched on as their comments say, pointed
+at a store on 127.0.0.1 over plain HTTP.
 """
 
 import os
@@ -13,12 +16,15 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.helpers import free_port
 from tests.process import LapseServer
 
 DEPLOY_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "lapse.conf"
+S3_LOCATIONS = DEPLOY_CONF.with_name("lapse-s3-locations.conf")
+S3_COMMON = DEPLOY_CONF.with_name("lapse-s3-common.conf")
 START_TIMEOUT = 15.0
 MAIN_CONF = """
 {user}
@@ -39,34 +45,83 @@ http {{
 """
 
 
-def site_config(
-    *, lapse_port: int, port: int, blobs: Path, root: Path, replace: Mapping[str, str] | None = None
-) -> str:
-    """deploy/nginx/lapse.conf with its placeholders (and `replace`'s strings) replaced; each must be there. Its
-    access log goes to `root`/site.access.log, beside the tests' own (which names the location that answered)."""
-    text = DEPLOY_CONF.read_text()
-    replacements = {
-        "server 127.0.0.1:8000;": f"server 127.0.0.1:{lapse_port};",
-        "listen 80;": f"listen 127.0.0.1:{port};",
-        "/var/lib/lapse/data/blobs/": f"{blobs}/",
-        "access_log /var/log/nginx/lapse.access.log lapse;": (
-            f"access_log {root}/site.access.log lapse; access_log {root}/nginx.access.log accel;"
-        ),
-        **(replace or {}),
-    }
+@dataclass(frozen=True)
+class StoreProxy:
+    """Where nginx's S3 locations send their requests (`port` on 127.0.0.1), and the Host the URLs are signed
+    for (LAPSE_S3_ENDPOINT's), which may be another address in front of the same store."""
+
+    port: int
+    signed_host: str
+
+
+def _replaced(path: Path, replacements: Mapping[str, str]) -> str:
+    text = path.read_text()
     for old, new in replacements.items():
-        assert old in text, f"{old!r} is no longer in {DEPLOY_CONF}"
+        assert old in text, f"{old!r} is no longer in {path}"
         text = text.replace(old, new)
     return text
+
+
+def s3_configs(store: StoreProxy) -> dict[str, str]:
+    """deploy/nginx/lapse-s3-*.conf, by file name, for a plain-HTTP store at `store`."""
+    return {
+        S3_LOCATIONS.name: _replaced(
+            S3_LOCATIONS, {"proxy_pass https://lapse_store;": "proxy_pass http://lapse_store;"}
+        ),
+        S3_COMMON.name: _replaced(S3_COMMON, {"s3.example.org": store.signed_host}),
+    }
+
+
+def site_config(
+    *,
+    lapse_port: int,
+    port: int,
+    blobs: Path,
+    root: Path,
+    replace: Mapping[str, str] | None = None,
+    store: StoreProxy | None = None,
+) -> str:
+    """deploy/nginx/lapse.conf with its placeholders (and `replace`'s strings) replaced; each must be there. Its
+    access log goes to `root`/site.access.log, beside the tests' own (which names the location that answered).
+    With `store`, its S3 lines are uncommented and its upstream is the store's."""
+    s3 = {}
+    if store is not None:
+        s3 = {
+            "# upstream lapse_store { server s3.example.org:443; keepalive 16; }": (
+                f"upstream lapse_store {{ server 127.0.0.1:{store.port}; keepalive 16; }}"
+            ),
+            "# include lapse-s3-locations.conf;": "include lapse-s3-locations.conf;",
+        }
+    return _replaced(
+        DEPLOY_CONF,
+        {
+            "server 127.0.0.1:8000;": f"server 127.0.0.1:{lapse_port};",
+            "listen 80;": f"listen 127.0.0.1:{port};",
+            "/var/lib/lapse/data/blobs/": f"{blobs}/",
+            "access_log /var/log/nginx/lapse.access.log lapse;": (
+                f"access_log {root}/site.access.log lapse; access_log {root}/nginx.access.log accel;"
+            ),
+            **s3,
+            **(replace or {}),
+        },
+    )
 
 
 class Nginx:
     """nginx from PATH with `daemon off`, in a process group of its own."""
 
-    def __init__(self, root: Path, lapse: LapseServer, *, replace: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        lapse: LapseServer,
+        *,
+        replace: Mapping[str, str] | None = None,
+        store: StoreProxy | None = None,
+    ) -> None:
         self.root = root
         self.lapse = lapse
         self.replace = replace
+        self.store = store
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -84,9 +139,16 @@ class Nginx:
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         site = site_config(
-            lapse_port=self.lapse.port, port=self.port, blobs=self.lapse.blobs, root=self.root, replace=self.replace
+            lapse_port=self.lapse.port,
+            port=self.port,
+            blobs=self.lapse.blobs,
+            root=self.root,
+            replace=self.replace,
+            store=self.store,
         )
         (self.root / "lapse.conf").write_text(site)
+        for name, text in (s3_configs(self.store) if self.store is not None else {}).items():
+            (self.root / name).write_text(text)  # included by name: nginx looks beside its main config
         user = "user root;" if os.geteuid() == 0 else ""  # as root, workers would drop to nobody: no blobs for them
         conf = self.root / "nginx.conf"
         conf.write_text(MAIN_CONF.format(root=self.root, user=user))

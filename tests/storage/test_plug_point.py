@@ -43,7 +43,7 @@ class Streamed:
 
 
 class RemoteLike:
-    """A folder's bytes behind the protocol alone: streams only, no accel path, presigned URLs."""
+    """A folder's bytes behind the protocol alone: streams only, nothing for nginx, presigned URLs."""
 
     def __init__(self, root: Path) -> None:
         self.inner = LocalStorage(root)
@@ -75,6 +75,9 @@ class RemoteLike:
 
     def accel_path(self, key: str) -> None:
         return None
+
+    async def accel_proxy(self, key: str, *, expires_in: timedelta, content_type: str) -> None:
+        return None  # nothing nginx could fetch either
 
     async def presign(self, key: str, *, expires_in: timedelta, filename: str, content_type: str) -> str:
         return f"{STORE}{key}?expires-in={int(expires_in.total_seconds())}&type={quote(content_type, safe='')}"

@@ -20,6 +20,12 @@ So the config turns off what it can (`etag off` and `if_modified_since off`: ngi
 and `location()` hands nginx only requests it will judge as Lapse did. The rest — If-Match or If-Unmodified-Since
 present, several ranges, a Range or If-Range whose bytes nginx may read differently — Lapse streams itself: rare
 requests, and counted exactly the same.
+
+With S3 storage the internal locations proxy a presigned GET to the store instead (deploy/nginx/lapse-s3-*.conf;
+tests/server/test_accel_s3.py). No header of the client's reaches the store: `whole` sends it no Range, `ranges`
+the one plain Range decided here. So an If-Range, which stores ignore, is judged here alone, and the store is asked
+for the whole file or that range. The store's ETag and Last-Modified are hidden, leaving nginx no validator but
+ours. `location()` decides as for a folder; what it keeps from nginx Lapse streams from the store itself.
 """
 
 import re
@@ -78,3 +84,9 @@ def _nginx_agrees_on_preconditions(raw: Iterable[tuple[bytes, bytes]]) -> bool:
 def uri(prefix: str, where: str, blob_path: str) -> str:
     """The X-Accel-Redirect value: the internal location and the blob's path below it (Storage.accel_path)."""
     return quote(f"{prefix}{where}{blob_path}")  # nginx unescapes X-Accel-Redirect (since 1.5.9)
+
+
+def proxy_uri(prefix: str, where: str, request: str) -> str:
+    """The X-Accel-Redirect value for a store nginx proxies: the internal location, then the presigned request
+    (Storage.accel_proxy) as signed — its path already escaped, its query (the signature) passed on untouched."""
+    return f"{prefix}{where}{request}"

@@ -6,7 +6,8 @@ The order is the contract, and every step before counting is free:
     → the blob's size, and its bytes when small (503 when unreachable; 410 when its file was deleted meanwhile)
     → preconditions and Range (304, 412, 416) → HEAD (never counted)
     → open the blob (503: nothing counted yet) → count one download unless a grant covers it, committed
-    → Accel (nginx sends), Redirect (the store sends), or Send (the server sends what was opened).
+    → Accel (nginx sends, from the folder or proxying the store), Redirect (the store sends), or Send (the server
+      sends what was opened).
 
 Refusals are raised as domain errors (lapse.errors); everything else is a `Decision` for the transport to translate:
 api.download (the framework's route), api.fast_download (in front of the framework), nothing else.
@@ -139,6 +140,7 @@ class Downloads:
         grant_ttl: timedelta,
         delivery: Delivery,
         accel_prefix: str,
+        accel_s3_prefix: str,
     ) -> None:
         self.redeemer = redeemer
         self.storage = storage
@@ -148,6 +150,7 @@ class Downloads:
         self.grant_ttl = grant_ttl
         self.delivery = delivery
         self.accel_prefix = accel_prefix
+        self.accel_s3_prefix = accel_s3_prefix
         self.recent_links = RecentLinks()  # live links found lately (links.recent)
         self.small_blobs = SmallFileCache()  # small blobs sent lately, by storage key
 
@@ -276,23 +279,35 @@ class Downloads:
         file = target.file
         if self.delivery == "accel":
             where = accel.location(request.headers, ranges)
-            path = self.storage.accel_path(file.storage_key)
-            if where is not None and path is not None:
+            if where is None:
+                return None
+            path = self.storage.accel_path(file.storage_key)  # a folder's: sync, nothing to wait for
+            if path is not None:
                 return Accel(location=accel.uri(self.accel_prefix, where, path), headers=headers)
+            # A store's: nginx sends no header of the client's to it (no If-*, so If-Range, which stores ignore,
+            # never reaches one), only the Range `where` allows, and the store answers what Lapse decided here.
+            proxied = await self.storage.accel_proxy(
+                file.storage_key, expires_in=self._url_life(target, now), content_type=headers["Content-Type"]
+            )
+            if proxied is not None:
+                return Accel(location=accel.proxy_uri(self.accel_s3_prefix, where, proxied), headers=headers)
         elif self.delivery == "redirect" and (ranges is None or len(ranges) == 1):
             if _store_may_judge_differently(request.headers):
                 return None
-            # Never outliving the grant the client holds (or is about to get): a resume comes back for a new one.
-            lasts = self.grant_ttl if target.granted_until is None else target.granted_until - now
             url = await self.storage.presign(
                 file.storage_key,
-                expires_in=lasts,
+                expires_in=self._url_life(target, now),
                 filename=file.name,
                 content_type=headers["Content-Type"],
             )
             if url is not None:
                 return Redirect(url=url, headers=headers)
         return None
+
+    def _url_life(self, target: Target, now: datetime) -> timedelta:
+        """A presigned URL never outlives the grant the client holds (or is about to get): a resume comes back
+        for a new one."""
+        return self.grant_ttl if target.granted_until is None else target.granted_until - now
 
 
 def _store_may_judge_differently(headers: Headers) -> bool:

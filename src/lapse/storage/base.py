@@ -7,8 +7,9 @@ A backend stores each upload under a new random key and never changes a blob onc
 - `stat` before counting: the size, and the whole body when it is small (sent from memory, kept by key);
 - `open` before counting: a blob the response then reads — a local file (sent zero-copy) or a stream of ranges;
   whatever can fail (the blob missing, no descriptors left) fails here, before a download is spent;
-- `accel_path` for nginx (`LAPSE_DELIVERY=accel`) and `presign` for a redirect, each None where the backend
-  cannot offer one; the service then sends the bytes itself.
+- for `LAPSE_DELIVERY=accel`, `accel_path` (a file below nginx's blob location; sync: the hot path of a local
+  folder) or else `accel_proxy` (a presigned request nginx makes to the store), and `presign` for a redirect; each
+  None where the backend cannot offer one, and the service then sends the bytes itself.
 """
 
 import os
@@ -99,6 +100,11 @@ class Storage(Protocol):
 
     def accel_path(self, key: str) -> str | None:
         """Where nginx finds the blob below its internal location, or None when nginx cannot serve it."""
+
+    async def accel_proxy(self, key: str, *, expires_in: timedelta, content_type: str) -> str | None:
+        """What nginx asks the store for, below its store-proxy location: `<bucket>/<key>?<presigned query>`,
+        path-style, for a GET that answers with `content_type`; or None when the backend has no store to proxy.
+        Asked before counting: Unavailable while the store is known to be down."""
 
     async def presign(self, key: str, *, expires_in: timedelta, filename: str, content_type: str) -> str | None:
         """A URL that serves the blob without Lapse until it expires, or None when the backend has none."""

@@ -67,6 +67,9 @@ class LocalStorage:
     def accel_path(self, key: str) -> str | None:
         return self.path(key).relative_to(self.root).as_posix()  # nginx aliases its internal location to root
 
+    async def accel_proxy(self, key: str, *, expires_in: timedelta, content_type: str) -> str | None:
+        return None  # nginx reads the folder itself (accel_path)
+
     async def presign(self, key: str, *, expires_in: timedelta, filename: str, content_type: str) -> str | None:
         return None  # a folder has no URLs of its own
 

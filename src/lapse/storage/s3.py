@@ -80,6 +80,9 @@ class S3Storage:
         self._presigner = Presigner(
             base=f"{base}/{bucket}" if path_style else f"{scheme}://{bucket}.{host}", region=region
         )
+        # nginx's requests (accel) name the bucket in the path whatever the clients' URLs do: one Host for every
+        # bucket, which nginx's config names once.
+        self._proxy_presigner = Presigner(base=f"{base}/{bucket}", region=region)
         self._lock = asyncio.Lock()
         self._checked_at = -check_ttl
         self._check_error: Unavailable | None = None
@@ -187,25 +190,36 @@ class S3Storage:
             raise self._check_error
 
     def accel_path(self, key: str) -> str | None:
-        return None  # nginx has no path to an object (an S3 location for nginx is a later step)
+        return None  # no file for nginx to read: it proxies the store instead (accel_proxy)
+
+    async def accel_proxy(self, key: str, *, expires_in: timedelta, content_type: str) -> str:
+        """`<bucket>/<key>?<query>` presigned for the endpoint's host, which nginx sends as Host. The store's
+        answer carries `content_type` (nginx passes the store's Content-Type on, not Lapse's); never a
+        Content-Disposition, since nginx keeps Lapse's and would send both."""
+        url = await self._signed(self._proxy_presigner, key, expires_in, {"response-content-type": content_type})
+        return url.removeprefix(f"{self._proxy_presigner.scheme}://{self._proxy_presigner.host}/")
 
     async def presign(self, key: str, *, expires_in: timedelta, filename: str, content_type: str) -> str:
+        params = {
+            "response-cache-control": "private, no-store",
+            "response-content-disposition": content_disposition(filename),
+            "response-content-type": content_type,
+        }
+        return await self._signed(self._presigner, key, expires_in, params)
+
+    async def _signed(self, presigner: Presigner, key: str, expires_in: timedelta, params: dict[str, str]) -> str:
         await self.check()  # presigning is local: a dead store would only show after counting
         credentials = await self._session.get_credentials()
         frozen = None if credentials is None else await credentials.get_frozen_credentials()
         if frozen is None or frozen.access_key is None or frozen.secret_key is None:
             raise Unavailable("No S3 credentials to sign with.")
         seconds = max(1, int(min(expires_in, self.redirect_ttl).total_seconds()))
-        return self._presigner.url(
+        return presigner.url(
             self._key(key),
             credentials=Credentials(frozen.access_key, frozen.secret_key, frozen.token),
             expires_in=seconds,
             now=datetime.now(UTC),
-            params={
-                "response-cache-control": "private, no-store",
-                "response-content-disposition": content_disposition(filename),
-                "response-content-type": content_type,
-            },
+            params=params,
         )
 
     async def aclose(self) -> None:

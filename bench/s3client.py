@@ -3,9 +3,10 @@ imports are not in the figures. Prints one JSON line: bytes moved, wall seconds,
 (every thread, user and system) over the transfer alone.
 
     s3client.py get URL
-        GET with aiohttp, following a redirect, reading 256 KiB at a time and discarding: the same library and read
-        size Lapse's S3 backend streams with (aiobotocore reads through aiohttp), so a direct GET from the store
-        shows what reading the bytes costs a Python client, and the other rows what Lapse adds.
+        GET with aiohttp, following a redirect, taking each piece as aiohttp received it (one read of the socket,
+        at most 256 KiB) and discarding it: the library and the reads Lapse's S3 backend streams with (aiobotocore
+        reads through aiohttp), so a direct GET from the store shows what reading the bytes costs a Python client,
+        and the other rows what Lapse adds.
     s3client.py put FILE KEY
         A multipart upload of FILE by aiobotocore, configured as Lapse's backend is (path style, checksums only where
         S3 needs one) and as Lapse sends one: parts of S3_PART_SIZE bytes, one at a time, in order. Reads
@@ -22,9 +23,6 @@ from pathlib import Path
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-
-CHUNK = 256 * 1024
-
 
 Timed = dict[str, float]
 
@@ -47,7 +45,7 @@ async def get(url: str) -> Timed:
         started = clock()
         async with session.get(url) as answer:
             answer.raise_for_status()
-            async for piece in answer.content.iter_chunked(CHUNK):
+            async for piece, _ in answer.content.iter_chunks():  # each piece as received: no slicing, no joining
                 received += len(piece)
         return timed(started, received)
 

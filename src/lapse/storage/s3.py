@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lapse.storage.s3")
 
-CHUNK = 256 * 1024  # what one read of a streamed GET asks for
+CHUNK = 256 * 1024  # the largest piece of a streamed GET: one read of the socket (asyncio and uvloop read 256 KiB)
 CHECK_TTL = 5.0  # seconds a health check's answer is reused: probes and redirects never hammer the store
 HASH_IN_THREAD = 1024 * 1024  # a part this big is hashed on a thread while it uploads
 # What the store's side can raise: botocore's errors, and aiohttp's (under botocore) while a body streams.
@@ -200,7 +200,9 @@ class S3Blob:
             body = got["Body"]
             try:
                 left = end - start + 1
-                async for piece in body.iter_chunks(CHUNK):  # pulled as the client takes them: back-pressure
+                # Each piece as aiohttp received it (one read of the socket), pulled as the client takes them
+                # (back-pressure): read(n) slices and joins them into n-byte pieces, a copy of every byte in Python
+                async for piece, _ in body.raw_stream.content.iter_chunks():
                     left -= len(piece)
                     yield piece
                 if left != 0:

@@ -1,9 +1,9 @@
 """Blobs in an S3-compatible bucket (`LAPSE_STORAGE_URL=s3://bucket/prefix`), through aiobotocore.
 
 Every key is `<prefix><random hex>`, written once and never changed. An upload goes up in parts of
-`LAPSE_S3_PART_SIZE` (one part in memory at a time) and is visible only once complete; a failed or cancelled one is
-aborted. Anything the store does wrong (refused connection, timeout, 5xx, a missing object) is `Unavailable`: the
-download service then answers 503 before counting.
+`LAPSE_S3_PART_SIZE` (one travelling while the next is received: two in memory) and is visible only once complete;
+a failed or cancelled one is aborted. Anything the store does wrong (refused connection, timeout, 5xx, a missing
+object) is `Unavailable`: the download service then answers 503 before counting.
 """
 
 import asyncio
@@ -227,24 +227,34 @@ class _Upload:
 
     async def run(self, chunks: AsyncIterable[bytes]) -> int:
         client = await self.storage.client()
-        size = 0
-        part = bytearray()
+        size = filled = 0
+        pieces: list[bytes] = []  # joined once per part: one copy of each byte, where a bytearray took two
+        sending: asyncio.Task[None] | None = None  # one part travels while the next is received
         try:
             async for chunk in chunks:
                 size += len(chunk)
                 if size > self.max_size:
                     raise TooLarge(f"The upload is larger than the limit of {self.max_size} bytes.")
-                part += chunk
-                if len(part) >= self.storage.part_size:
-                    await self._send_part(client, bytes(part))
-                    part.clear()
+                pieces.append(chunk)
+                filled += len(chunk)
+                if filled >= self.storage.part_size:
+                    data = b"".join(pieces)
+                    pieces.clear()
+                    filled = 0
+                    if sending is not None:
+                        await sending  # in order: the next part starts (and is hashed) once this one is done
+                    sending = asyncio.ensure_future(self._send_part(client, data))
+            if sending is not None:
+                await sending
+                sending = None
+            data = b"".join(pieces)
             async with _translated("put", self.key):
                 if self.upload_id is None:
-                    await self._hash(bytes(part))
-                    await client.put_object(Bucket=self.storage.bucket, Key=self.key, Body=bytes(part))
+                    await self._hash(data)
+                    await client.put_object(Bucket=self.storage.bucket, Key=self.key, Body=data)
                 else:
-                    if part:
-                        await self._send_part(client, bytes(part))
+                    if data:
+                        await self._send_part(client, data)
                     await client.complete_multipart_upload(
                         Bucket=self.storage.bucket,
                         Key=self.key,
@@ -253,8 +263,14 @@ class _Upload:
                     )
                     self.upload_id = None
         finally:
-            if self.upload_id is not None:
-                with anyio.CancelScope(shield=True):  # a cancelled request still leaves no parts behind
+            with anyio.CancelScope(shield=True):  # a cancelled request still leaves no parts behind
+                if sending is not None:
+                    # Let the part in flight end rather than cancel it: cut short inside CreateMultipartUpload, the
+                    # upload could exist with no id here to abort it by
+                    await asyncio.wait([sending])
+                    if not sending.cancelled():
+                        sending.exception()  # retrieved (raised already, or moot now): never logged as unhandled
+                if self.upload_id is not None:
                     await self._abort(client)
         return size
 

@@ -241,11 +241,11 @@ class _Upload:
                     data = b"".join(pieces)
                     pieces.clear()
                     filled = 0
-                    if sending is not None:
-                        await sending  # in order: the next part starts (and is hashed) once this one is done
+                    if sending is not None:  # in order: the next part starts (and is hashed) once this one is done
+                        await asyncio.shield(sending)  # a cancel lands here, not inside the part (see below)
                     sending = asyncio.ensure_future(self._send_part(client, data))
             if sending is not None:
-                await sending
+                await asyncio.shield(sending)
                 sending = None
             data = b"".join(pieces)
             async with _translated("put", self.key):

@@ -6,7 +6,9 @@ Every server is started here, on 127.0.0.1, and stopped by pid at the end:
 - FastAPI hello world under the same server and worker count (bench/hello.py): the floor of any FastAPI route
 - nginx (1 worker, sendfile on) serving the same files statically, and taking WebDAV PUTs as the upload baseline
 - Lapse with LAPSE_DELIVERY=accel behind nginx configured from deploy/nginx/lapse.conf (bench/accel.py): Lapse
-  counts, nginx sends the bytes; `--only-accel` measures just that and its baselines
+  counts, nginx sends the bytes; `--only accel` measures just that and its baselines
+- Lapse on S3 (`run_s3`): a private one-node Ceph RGW (tests/s3/rgw.py), Lapse with LAPSE_DELIVERY=redirect and
+  inline, against bench/s3client.py talking to the store directly; `--only s3` measures just that
 
 Each figure is the median of `--runs` runs, with the min–max spread; a ratio's two sides are measured in turn,
 round after round (`alternate`), so that both sample the same stretches of this noisy host's time. Prints a table
@@ -1244,7 +1246,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         choices=("accel", "s3"),
-        help="one section and the baselines its ratios need: accel (≈ 25 s) or s3 (a private Ceph RGW, ≈ 2 min)",
+        help="one section and the baselines its ratios need: accel (≈ 25 s) or s3 (a private Ceph RGW, ≈ 4 min)",
     )
     parser.add_argument("--only-accel", action="store_true", help="the same as --only accel")
     parser.add_argument("--output", type=Path, default=RESULTS)

@@ -238,11 +238,13 @@ class _Upload:
                 pieces.append(chunk)
                 filled += len(chunk)
                 if filled >= self.storage.part_size:
+                    # In order: the next part starts (and is hashed) once this one is done; and the part that went
+                    # is let go before this one is joined, so at most two are held at any moment
+                    if sending is not None:
+                        await asyncio.shield(sending)  # a cancel lands here, not inside the part (see below)
                     data = b"".join(pieces)
                     pieces.clear()
                     filled = 0
-                    if sending is not None:  # in order: the next part starts (and is hashed) once this one is done
-                        await asyncio.shield(sending)  # a cancel lands here, not inside the part (see below)
                     sending = asyncio.ensure_future(self._send_part(client, data))
             if sending is not None:
                 await asyncio.shield(sending)

@@ -42,6 +42,12 @@ bench-tools:
 		systemctl stop nginx; systemctl disable --quiet nginx; fi
 	@if [ -f /run/nginx.pid ] && kill -0 "$$(cat /run/nginx.pid)" 2>/dev/null; then \
 		kill "$$(cat /run/nginx.pid)"; fi
+	@# The S3 rows start a private Ceph RGW of their own (tests/s3/rgw.py); stop whatever Debian starts.
+	@command -v radosgw >/dev/null && command -v ceph-mon >/dev/null && command -v ceph-osd >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			radosgw ceph-mon ceph-osd)
+	@if command -v systemctl >/dev/null && systemctl is-active --quiet ceph.target 2>/dev/null; then \
+		systemctl stop ceph.target; systemctl disable --quiet ceph.target; fi
 
 bench: $(STAMP) bench-tools
 	@$(BIN)/python -c 'import granian' 2>/dev/null || $(BIN)/pip install --quiet -e '.[test,bench]'

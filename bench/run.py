@@ -6,7 +6,9 @@ Every server is started here, on 127.0.0.1, and stopped by pid at the end:
 - FastAPI hello world under the same server and worker count (bench/hello.py): the floor of any FastAPI route
 - nginx (1 worker, sendfile on) serving the same files statically, and taking WebDAV PUTs as the upload baseline
 - Lapse with LAPSE_DELIVERY=accel behind nginx configured from deploy/nginx/lapse.conf (bench/accel.py): Lapse
-  counts, nginx sends the bytes; `--only-accel` measures just that and its baselines
+  counts, nginx sends the bytes; `--only accel` measures just that and its baselines
+- Lapse on S3 (`run_s3`): a private one-node Ceph RGW (tests/s3/rgw.py), Lapse with LAPSE_DELIVERY=redirect and
+  inline, against bench/s3client.py talking to the store directly; `--only s3` measures just that
 
 Each figure is the median of `--runs` runs, with the min–max spread; a ratio's two sides are measured in turn,
 round after round (`alternate`), so that both sample the same stretches of this noisy host's time. Prints a table
@@ -35,6 +37,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repository: its private RGW (tests/s3/rgw.py)
 import accel
 from procs import MiB, PeakRss, Server, cpu_seconds, free_port, rss_mib
 
@@ -180,6 +183,12 @@ class Lapse:
         self.http = httpx.Client(
             base_url=self.server.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=600, trust_env=False
         )
+
+    def sibling(self, name: str, **env: str) -> Server:
+        """Another `lapse serve` (1 worker) on the same database and blobs, with some settings changed."""
+        port = free_port()
+        command = [LAPSE, "serve", "--port", str(port), "--workers", "1"]
+        return Server(name, command, port=port, env=self.env | env, cwd=self.root, ready_path="/healthz")
 
     def upload(self, path: Path, **link: int) -> dict[str, Any]:
         with path.open("rb") as body:
@@ -406,6 +415,191 @@ def run_accel(args: argparse.Namespace, root: Path, files: dict[str, Path], ngin
     return results
 
 
+S3_BUCKET = "lapse-bench"
+S3_PREFIX = "blobs/"
+S3_PART = 8 * MiB  # LAPSE_S3_PART_SIZE's default, and the direct upload's part size
+S3_CLIENT = [sys.executable, str(HERE / "s3client.py")]
+
+
+def s3_get(env: dict[str, str], url: str, pids: list[int], store: list[int], expect: int) -> dict[str, float]:
+    """One GET by bench/s3client.py (aiohttp, 256 KiB reads, following a 302): MiB/s and the client's CPU per GiB
+    as it timed them itself, and over the same process's life the CPU per GiB of the Lapse server `pids` (none for
+    a direct GET) and of the store (radosgw and the OSD)."""
+    lapse_cpu, store_cpu = cpu_seconds(pids), cpu_seconds(store)
+    out = subprocess.run([*S3_CLIENT, "get", url], capture_output=True, text=True, check=True, env=env).stdout
+    lapse_cpu, store_cpu = cpu_seconds(pids) - lapse_cpu, cpu_seconds(store) - store_cpu
+    got = json.loads(out)
+    assert got["bytes"] == expect, (got, expect)
+    gib = got["bytes"] / GiB
+    return {
+        "mib_s": got["bytes"] / MiB / got["seconds"],
+        "client_cpu_s_per_gib": got["cpu_seconds"] / gib,
+        "lapse_cpu_s_per_gib": lapse_cpu / gib,
+        "store_cpu_s_per_gib": store_cpu / gib,
+    }
+
+
+def run_s3(args: argparse.Namespace, root: Path, files: dict[str, Path]) -> dict[str, Any]:
+    """Lapse on S3: a private one-node Ceph RGW (tests/s3/rgw.py, objects in RAM), Lapse (1 worker, SQLite) with
+    LAPSE_DELIVERY=redirect and a second one on the same data with inline, a hello world beside them; the
+    baselines are bench/s3client.py talking to the store directly."""
+    import botocore.session  # the `s3` extra's; only this section needs it
+    from botocore.config import Config
+    from tests.s3.rgw import RgwCluster, missing_binaries
+
+    if missing := missing_binaries():
+        raise SystemExit(f"missing {missing}: `make bench-tools` installs Ceph RGW (or pass --skip-s3)")
+    print("S3 (Ceph RGW) …", file=sys.stderr)
+    big_size, up_size = args.big_mib * MiB, args.upload_mib * MiB
+    results: dict[str, Any] = {}
+    # memstore keeps every object in RAM, up to this cap; deleted ones are collected every few seconds, but room is
+    # left for every upload of the run should the collector lag
+    room = big_size + (2 * args.runs + 2) * up_size + GiB
+    cluster = RgwCluster(root / "rgw", memstore_bytes=room, rgw_options={"rgw gc processor period": "5"})
+    with ExitStack() as stack:
+        store = cluster.start()
+        stack.callback(cluster.stop)
+        store_pids = list(cluster.processes)
+        s3 = botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=store.endpoint,
+            region_name=store.region,
+            aws_access_key_id=store.access_key,
+            aws_secret_access_key=store.secret_key,
+            config=Config(
+                s3={"addressing_style": "path"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+        s3.create_bucket(Bucket=S3_BUCKET)
+        aws = {
+            "AWS_ACCESS_KEY_ID": store.access_key,
+            "AWS_SECRET_ACCESS_KEY": store.secret_key,
+            "AWS_CONFIG_FILE": str(root / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-aws-config"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        client_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | aws
+        client_env |= {"S3_ENDPOINT": store.endpoint, "S3_BUCKET": S3_BUCKET, "S3_PART_SIZE": str(S3_PART)}
+        lapse_env = aws | {
+            "LAPSE_STORAGE_URL": f"s3://{S3_BUCKET}/{S3_PREFIX}",
+            "LAPSE_S3_ENDPOINT": store.endpoint,
+            "LAPSE_S3_REGION": store.region,
+            "LAPSE_S3_PATH_STYLE": "true",
+            "LAPSE_S3_PART_SIZE": str(S3_PART),
+        }
+        home = root / "s3"
+        lapse = Lapse(
+            home,
+            f"sqlite:///{home / 'lapse.db'}",
+            workers=1,
+            server="uvicorn",
+            env=lapse_env | {"LAPSE_DELIVERY": "redirect"},
+        )
+        stack.callback(lapse.close)
+        lapse.server.start()
+        inline = lapse.sibling("lapse-s3-inline", LAPSE_DELIVERY="inline")
+        stack.callback(inline.stop)
+        inline.start()
+        hello = python_server("hello-s3", "hello:app", workers=1, root=root, server="uvicorn", app_dir=HERE)
+        stack.callback(hello.stop)
+        hello.start()
+
+        def stored() -> dict[str, int]:
+            pages = s3.get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=S3_PREFIX)
+            return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
+
+        # and a Lapse on local disk, as the redemption rows above run it: what a 302 costs against a local file
+        local = Lapse(root / "s3-local", f"sqlite:///{root / 's3-local' / 'lapse.db'}", workers=1, server="uvicorn")
+        stack.callback(local.close)
+        local.server.start()
+        local_small = local.upload(files["small"])
+
+        small = lapse.upload(files["small"], max_downloads=2**31 - 1)
+        big = lapse.upload(files["big"])
+        kept = stored()
+        big_key = next(key for key, size in kept.items() if size == big_size)
+
+        print("S3: redirect redemption …", file=sys.stderr)
+        results |= alternate(
+            args.runs,
+            {
+                "s3_hello": wrk_once(hello.url + "/", args),
+                "s3_redeem_redirect_limited": wrk_once(small["link"]["url"], args),
+                "s3_redeem_redirect": wrk_once(lapse.link(small["id"], max_downloads=None), args),
+                "s3_redeem_local": wrk_once(local.link(local_small["id"], max_downloads=None), args),
+            },
+        )
+        hello.stop()
+        local.close()
+
+        print("S3: downloads …", file=sys.stderr)
+        big_url = lapse.link(big["id"], max_downloads=None)
+        inline_url = inline.url + httpx.URL(big_url).path
+        direct = s3.generate_presigned_url("get_object", Params={"Bucket": S3_BUCKET, "Key": big_key}, ExpiresIn=86400)
+        results |= alternate(
+            args.stream_runs,
+            {
+                "s3_get_direct": lambda: s3_get(client_env, direct, [], store_pids, big_size),
+                "s3_get_redirect": lambda: s3_get(client_env, big_url, lapse.server.pids, store_pids, big_size),
+                "s3_get_inline": lambda: s3_get(client_env, inline_url, inline.pids, store_pids, big_size),
+            },
+        )
+        inline.stop()
+
+        print("S3: uploads …", file=sys.stderr)
+        up = files["upload"]
+        with up.open("rb") as warm:  # read once before any is timed (see the local upload)
+            while warm.read(16 * MiB):
+                pass
+
+        def forget_uploads() -> None:  # objects live in RAM: drop every upload, Lapse's (by key) and the direct one
+            for key in stored().keys() - kept.keys():
+                s3.delete_object(Bucket=S3_BUCKET, Key=key)
+
+        lapse_put = ["curl", "-sS", "--fail", "-T", str(up), "-H", f"Authorization: Bearer {lapse.key}"]
+        lapse_put.append(f"{lapse.server.url}/api/v1/files/upload.bin")
+
+        def through_lapse() -> dict[str, float]:
+            pids = lapse.server.pids
+            before, cpu, store_cpu = rss_mib(pids), cpu_seconds(pids), cpu_seconds(store_pids)
+            started = time.perf_counter()
+            with PeakRss(pids) as peak:
+                out = subprocess.run(lapse_put, capture_output=True, text=True, check=True).stdout
+            wall, cpu = time.perf_counter() - started, cpu_seconds(pids) - cpu
+            store_cpu = cpu_seconds(store_pids) - store_cpu
+            lapse.http.delete(f"/api/v1/files/{json.loads(out)['id']}").raise_for_status()
+            forget_uploads()
+            return {
+                "mib_s": up_size / MiB / wall,
+                "lapse_cpu_s_per_gib": cpu / (up_size / GiB),
+                "store_cpu_s_per_gib": store_cpu / (up_size / GiB),
+                "rss_before_mib": before,
+                "rss_peak_mib": peak.peak,
+                "rss_growth_mib": peak.peak - before,
+            }
+
+        def direct_put() -> dict[str, float]:
+            command = [*S3_CLIENT, "put", str(up), f"{S3_PREFIX}direct-upload"]
+            store_cpu = cpu_seconds(store_pids)
+            got = json.loads(subprocess.run(command, capture_output=True, text=True, check=True, env=client_env).stdout)
+            store_cpu = cpu_seconds(store_pids) - store_cpu
+            forget_uploads()
+            assert got["bytes"] == up_size, got
+            return {
+                "mib_s": got["bytes"] / MiB / got["seconds"],
+                "client_cpu_s_per_gib": got["cpu_seconds"] / (up_size / GiB),
+                "store_cpu_s_per_gib": store_cpu / (up_size / GiB),
+            }
+
+        # The first upload into a fresh server, untimed but its memory kept: the figure the RSS goal is held to is
+        # the largest growth over it and the timed ones.
+        results["s3_upload_first"] = through_lapse()
+        results |= alternate(args.runs, {"s3_upload_lapse": through_lapse, "s3_upload_direct": direct_put})
+    return results
+
+
 def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     files = make_files(root, args.big_mib, args.upload_mib)
     big_size = args.big_mib * MiB
@@ -545,7 +739,14 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         if not args.skip_postgres:
             print("PostgreSQL …", file=sys.stderr)
             results |= postgres(args, root, files)
+    if not args.skip_s3:
+        results |= run_s3(args, root, files)
     return results
+
+
+def run_only_s3(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """The S3 section alone: it brings its own baselines (hello world, direct GETs and uploads)."""
+    return run_s3(args, root, make_files(root, args.big_mib, args.upload_mib))
 
 
 def postgres(args: argparse.Namespace, root: Path, files: dict[str, Path]) -> dict[str, Any]:
@@ -803,6 +1004,8 @@ def table(r: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
     if "accel_redeem_limited" in r:
         rows += accel_rows(r, target)
+    if "s3_hello" in r:
+        rows += s3_rows(r, target)
     return render(rows), targets
 
 
@@ -862,6 +1065,128 @@ def accel_rows(r: dict[str, Any], target: Callable[..., str]) -> list[tuple[str,
     return rows
 
 
+def s3_rows(r: dict[str, Any], target: Callable[..., str]) -> list[tuple[str, str, str, str]]:
+    """Lapse on S3 (a private Ceph RGW), each against its own baseline from the same section."""
+    big, upload = r["sizes"]["big"], r["sizes"]["upload"]
+    hello = r["s3_hello"]["rps"]
+    rows = [("S3: hello world (uvicorn, 1 worker)", fmt(hello, " req/s"), fmt(r["s3_hello"]["p99_ms"], " ms", 1), "")]
+    for key, label, goal in (
+        ("s3_redeem_redirect_limited", "S3: redeem → 302, max_downloads=2^31-1", ""),
+        ("s3_redeem_redirect", "S3: redeem → 302, unlimited link", "S1 redirect redemption / hello"),
+    ):
+        value = ratio(r[key]["rps"], hello)
+        rows.append(
+            (
+                label,
+                fmt(r[key]["rps"], " req/s"),
+                fmt(r[key]["p99_ms"], " ms", 1),
+                target(goal, value, 0.5) if goal else f"{value:.2f}× hello",
+            )
+        )
+    local = r["s3_redeem_local"]
+    versus = ratio(r["s3_redeem_redirect"]["rps"], local["rps"])
+    rows.append(
+        (
+            "S3: (beside) redeem 1 KiB from local disk, unlimited",
+            fmt(local["rps"], " req/s"),
+            fmt(local["p99_ms"], " ms", 1),
+            f"{ratio(local['rps'], hello):.2f}× hello; 302 / this {versus:.2f}×",
+        )
+    )
+    d, rd, il = r["s3_get_direct"], r["s3_get_redirect"], r["s3_get_inline"]
+    rows += [
+        (
+            f"S3: {big} GET, presigned, direct (client CPU)",
+            fmt(d["mib_s"], " MiB/s"),
+            fmt(d["client_cpu_s_per_gib"], " s/GiB", 2),
+            "",
+        ),
+        (
+            f"S3: {big} GET via Lapse's 302 (client CPU)",
+            fmt(rd["mib_s"], " MiB/s"),
+            fmt(rd["client_cpu_s_per_gib"], " s/GiB", 2),
+            target("S2 302 download / direct", ratio(rd["mib_s"], d["mib_s"]), 0.95),
+        ),
+        (
+            f"S3: {big} GET, inline via Lapse (Lapse CPU)",
+            fmt(il["mib_s"], " MiB/s"),
+            fmt(il["lapse_cpu_s_per_gib"], " s/GiB", 2),
+            target("S3 inline download / direct", ratio(il["mib_s"], d["mib_s"]), 0.8),
+        ),
+        (
+            "S3: CPU per GiB, Lapse inline / client direct",
+            "",
+            "",
+            target(
+                "S3 inline Lapse CPU/GiB / direct client CPU/GiB",
+                ratio(il["lapse_cpu_s_per_gib"], d["client_cpu_s_per_gib"]),
+                2.0,
+                at_most=True,
+            ),
+        ),
+        (
+            "S3: store CPU per GiB, direct / 302 / inline",
+            "",
+            " / ".join(
+                f"{r[k]['store_cpu_s_per_gib']['median']:.2f}"
+                for k in ("s3_get_direct", "s3_get_redirect", "s3_get_inline")
+            )
+            + " s/GiB",
+            "",
+        ),
+    ]
+    ud, ul = r["s3_upload_direct"], r["s3_upload_lapse"]
+    rows += [
+        (
+            f"S3: upload {upload}, direct multipart (client CPU)",
+            fmt(ud["mib_s"], " MiB/s"),
+            fmt(ud["client_cpu_s_per_gib"], " s/GiB", 2),
+            "",
+        ),
+        (
+            f"S3: upload {upload}, Lapse PUT (Lapse CPU)",
+            fmt(ul["mib_s"], " MiB/s"),
+            fmt(ul["lapse_cpu_s_per_gib"], " s/GiB", 2),
+            target("S4 upload / direct multipart", ratio(ul["mib_s"], ud["mib_s"]), 0.8),
+        ),
+    ]
+    rows.append(
+        (
+            "S3: store CPU per GiB, direct / Lapse upload",
+            "",
+            f"{ud['store_cpu_s_per_gib']['median']:.2f} / {ul['store_cpu_s_per_gib']['median']:.2f} s/GiB",
+            "",
+        )
+    )
+    first = r["s3_upload_first"]
+    growth = max(first["rss_growth_mib"], ul["rss_growth_mib"]["max"])
+    targets_met = growth < 64
+    rows.append(
+        (
+            f"S3: Lapse RSS during a {upload} upload",
+            f"{first['rss_before_mib']:.0f} MiB before the first, {ul['rss_peak_mib']['max']:.0f} peak",
+            f"first +{first['rss_growth_mib']:.1f}, then +{ul['rss_growth_mib']['median']:.1f} MiB",
+            f"growth {growth:.1f} MiB (< 64) {'MET' if targets_met else 'NOT MET'}",
+        )
+    )
+    target("S5 RSS growth MiB during an S3 upload", growth, 64, at_most=True)
+    return rows
+
+
+def only_s3_table(r: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    targets: dict[str, Any] = {}
+    return render(s3_rows(r, target_recorder(targets))), targets
+
+
+def target_recorder(targets: dict[str, Any]) -> Callable[..., str]:
+    def target(name: str, value: float, goal: float, *, at_most: bool = False) -> str:
+        met = value <= goal if at_most else value >= goal
+        targets[name] = {"value": round(value, 3), "goal": goal, "met": met}
+        return f"{value:.2f}× ({'≤' if at_most else '≥'} {goal}) {'MET' if met else 'NOT MET'}"
+
+    return target
+
+
 def only_accel_table(r: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """`--only-accel`: the baselines measured, then the accel rows."""
     targets: dict[str, Any] = {}
@@ -917,18 +1242,31 @@ def main() -> None:
     parser.add_argument("--upload-mib", type=int, default=1024)
     parser.add_argument("--skip-granian", action="store_true", help="skip the extra run under granian")
     parser.add_argument("--skip-postgres", action="store_true")
-    parser.add_argument("--only-accel", action="store_true", help="only the accel scenario and its baselines")
+    parser.add_argument("--skip-s3", action="store_true", help="skip the S3 section (it needs Ceph RGW installed)")
+    parser.add_argument(
+        "--only",
+        choices=("accel", "s3"),
+        help="one section and the baselines its ratios need: accel (≈ 25 s) or s3 (a private Ceph RGW, ≈ 4 min)",
+    )
+    parser.add_argument("--only-accel", action="store_true", help="the same as --only accel")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     ensure_tools()
-    if args.only_accel and args.output == RESULTS:
-        args.output = RESULTS.with_name("bench-accel.json")  # the full run's results stay as they are
+    if args.only_accel:
+        args.only = "accel"
+    if args.only and args.output == RESULTS:
+        args.output = RESULTS.with_name(f"bench-{args.only}.json")  # the full run's results stay as they are
+    runner, tabulate = {
+        None: (run, table),
+        "accel": (run_only_accel, only_accel_table),
+        "s3": (run_only_s3, only_s3_table),
+    }[args.only]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="lapse-bench-") as tmp:
         Path(tmp).chmod(0o755)  # nginx's worker reads the static files; nothing secret in here
-        results = (run_only_accel if args.only_accel else run)(args, Path(tmp))
+        results = runner(args, Path(tmp))
     results["sizes"] = {"big": size_label(args.big_mib), "upload": size_label(args.upload_mib)}
-    text, targets = (only_accel_table if args.only_accel else table)(results)
+    text, targets = tabulate(results)
     cpu = platform.processor() or platform.machine()
     machine = f"{platform.node()}: {os.cpu_count()} CPUs, {cpu}, Python {platform.python_version()}"
     rounds = f"wrk -t1 -c{args.connections} -d{args.seconds}s × {args.runs}, streams × {args.stream_runs}"

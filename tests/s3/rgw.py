@@ -47,7 +47,7 @@ def missing_binaries() -> list[str]:
     return [name for name in BINARIES if shutil.which(name) is None]
 
 
-def _conf(folder: Path, fsid: str, mon_port: int, rgw_port: int) -> str:
+def _conf(folder: Path, fsid: str, mon_port: int, rgw_port: int, memstore_bytes: int, rgw_options: str) -> str:
     return f"""[global]
 fsid = {fsid}
 mon host = [v1:127.0.0.1:{mon_port}]
@@ -67,7 +67,7 @@ osd pool default pg num = 8
 osd pool default pgp num = 8
 osd pool default pg autoscale mode = off
 osd objectstore = memstore
-memstore device bytes = {MEMSTORE_BYTES}
+memstore device bytes = {memstore_bytes}
 osd crush update on start = false
 osd class update on start = false
 mon data avail warn = 2
@@ -85,12 +85,19 @@ rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
 rgw data = {folder}/rgw
 rgw gc obj min wait = 0
 rgw dns name = 127.0.0.1
-"""
+{rgw_options}"""
 
 
 class RgwCluster:
-    def __init__(self, folder: Path) -> None:
+    """`memstore_bytes` caps the objects held (in RAM); `rgw_options` are added to radosgw's section of ceph.conf
+    (the benchmark's uploads need a bigger store, and deleted objects collected within seconds)."""
+
+    def __init__(
+        self, folder: Path, *, memstore_bytes: int = MEMSTORE_BYTES, rgw_options: dict[str, str] | None = None
+    ) -> None:
         self.folder = folder
+        self.memstore_bytes = memstore_bytes
+        self.rgw_options = "".join(f"{name} = {value}\n" for name, value in (rgw_options or {}).items())
         self.access_key = ACCESS_KEY
         self.secret_key = SECRET_KEY
         self.conf = folder / "ceph.conf"
@@ -132,7 +139,9 @@ class RgwCluster:
         for sub in ("run", "log", "mon", "osd", "rgw"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
         fsid = str(uuid.uuid4())
-        self.conf.write_text(_conf(self.folder, fsid, self.mon_port, self.rgw_port))
+        self.conf.write_text(
+            _conf(self.folder, fsid, self.mon_port, self.rgw_port, self.memstore_bytes, self.rgw_options)
+        )
         deadline = time.monotonic() + START_TIMEOUT
         try:
             monmap = self.folder / "monmap"

@@ -2,7 +2,7 @@
 
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -28,6 +28,13 @@ def objects(s3: Any, prefix: str) -> list[str]:
 
 def unfinished(s3: Any, prefix: str) -> list[str]:
     return [item["Key"] for item in s3.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix).get("Uploads", [])]
+
+
+async def poll(done: Callable[[], bool]) -> None:
+    """Until `done()` holds; failing after 30 seconds."""
+    with anyio.fail_after(30):
+        while not done():  # noqa: ASYNC110 (the store's state: nothing here to wait on)
+            await anyio.sleep(0.05)
 
 
 async def read(storage: S3Storage, key: str, start: int, end: int) -> bytes:
@@ -103,13 +110,13 @@ async def test_a_cancelled_upload_is_aborted(storage: S3Storage, s3: Any, prefix
     async def stalls() -> AsyncIterator[bytes]:
         async for piece in stream(os.urandom(PART_SIZE + 1)):
             yield piece
-        first_part_sent.set()  # the part was handed over when this generator is asked for more
+        first_part_sent.set()  # the part was handed over (it travels while the next is received)
         await anyio.sleep_forever()
 
     async with anyio.create_task_group() as group:
         group.start_soon(lambda: storage.put(new_key(), stalls(), max_size=10 * PART_SIZE))
         await first_part_sent.wait()
-        assert len(unfinished(s3, prefix)) == 1  # the upload exists, unfinished
+        await poll(lambda: len(unfinished(s3, prefix)) == 1)  # the upload exists, unfinished
         group.cancel_scope.cancel()
     assert unfinished(s3, prefix) == []
     assert objects(s3, prefix) == []

@@ -1,9 +1,9 @@
 """Blobs in an S3-compatible bucket (`LAPSE_STORAGE_URL=s3://bucket/prefix`), through aiobotocore.
 
 Every key is `<prefix><random hex>`, written once and never changed. An upload goes up in parts of
-`LAPSE_S3_PART_SIZE` (one part in memory at a time) and is visible only once complete; a failed or cancelled one is
-aborted. Anything the store does wrong (refused connection, timeout, 5xx, a missing object) is `Unavailable`: the
-download service then answers 503 before counting.
+`LAPSE_S3_PART_SIZE` (one travelling while the next is received: two in memory) and is visible only once complete;
+a failed or cancelled one is aborted. Anything the store does wrong (refused connection, timeout, 5xx, a missing
+object) is `Unavailable`: the download service then answers 503 before counting.
 """
 
 import asyncio
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lapse.storage.s3")
 
-CHUNK = 256 * 1024  # what one read of a streamed GET asks for
+CHUNK = 256 * 1024  # the largest piece of a streamed GET: one read of the socket (asyncio and uvloop read 256 KiB)
 CHECK_TTL = 5.0  # seconds a health check's answer is reused: probes and redirects never hammer the store
 HASH_IN_THREAD = 1024 * 1024  # a part this big is hashed on a thread while it uploads
 # What the store's side can raise: botocore's errors, and aiohttp's (under botocore) while a body streams.
@@ -247,7 +247,9 @@ class S3Blob:
             body = got["Body"]
             try:
                 left = end - start + 1
-                async for piece in body.iter_chunks(CHUNK):  # pulled as the client takes them: back-pressure
+                # Each piece as aiohttp received it (one read of the socket), pulled as the client takes them
+                # (back-pressure): read(n) slices and joins them into n-byte pieces, a copy of every byte in Python
+                async for piece, _ in body.raw_stream.content.iter_chunks():
                     left -= len(piece)
                     yield piece
                 if left != 0:
@@ -272,24 +274,36 @@ class _Upload:
 
     async def run(self, chunks: AsyncIterable[bytes]) -> int:
         client = await self.storage.client()
-        size = 0
-        part = bytearray()
+        size = filled = 0
+        pieces: list[bytes] = []  # joined once per part: one copy of each byte, where a bytearray took two
+        sending: asyncio.Task[None] | None = None  # one part travels while the next is received
         try:
             async for chunk in chunks:
                 size += len(chunk)
                 if size > self.max_size:
                     raise TooLarge(f"The upload is larger than the limit of {self.max_size} bytes.")
-                part += chunk
-                if len(part) >= self.storage.part_size:
-                    await self._send_part(client, bytes(part))
-                    part.clear()
+                pieces.append(chunk)
+                filled += len(chunk)
+                if filled >= self.storage.part_size:
+                    # In order: the next part starts (and is hashed) once this one is done; and the part that went
+                    # is let go before this one is joined, so at most two are held at any moment
+                    if sending is not None:
+                        await asyncio.shield(sending)  # a cancel lands here, not inside the part (see below)
+                    data = b"".join(pieces)
+                    pieces.clear()
+                    filled = 0
+                    sending = asyncio.ensure_future(self._send_part(client, data))
+            if sending is not None:
+                await asyncio.shield(sending)
+                sending = None
+            data = b"".join(pieces)
             async with _translated("put", self.key):
                 if self.upload_id is None:
-                    await self._hash(bytes(part))
-                    await client.put_object(Bucket=self.storage.bucket, Key=self.key, Body=bytes(part))
+                    await self._hash(data)
+                    await client.put_object(Bucket=self.storage.bucket, Key=self.key, Body=data)
                 else:
-                    if part:
-                        await self._send_part(client, bytes(part))
+                    if data:
+                        await self._send_part(client, data)
                     await client.complete_multipart_upload(
                         Bucket=self.storage.bucket,
                         Key=self.key,
@@ -298,8 +312,14 @@ class _Upload:
                     )
                     self.upload_id = None
         finally:
-            if self.upload_id is not None:
-                with anyio.CancelScope(shield=True):  # a cancelled request still leaves no parts behind
+            with anyio.CancelScope(shield=True):  # a cancelled request still leaves no parts behind
+                if sending is not None:
+                    # Let the part in flight end rather than cancel it: cut short inside CreateMultipartUpload, the
+                    # upload could exist with no id here to abort it by
+                    await asyncio.wait([sending])
+                    if not sending.cancelled():
+                        sending.exception()  # retrieved (raised already, or moot now): never logged as unhandled
+                if self.upload_id is not None:
                     await self._abort(client)
         return size
 

@@ -1,11 +1,17 @@
-"""Small helpers the tests share: an API client that knows its key, and blob counting."""
+"""Small helpers the tests share: an API client that knows its key, blob counting, and the storage modes a download
+test runs in (with a browser that follows Lapse's redirects to the store)."""
 
 import socket
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
+import pytest
+from starlette.types import ASGIApp
 
 from lapse.db.session import transaction
 from lapse.keys import service as keys_service
@@ -77,3 +83,153 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+# Where blobs live and how a download leaves (tests/conftest.py: storage_mode), per database. Every mode on both
+# databases; a module that also runs with and without the fast paths takes STORAGE_MATRIX_WITH_PATHS instead.
+STORAGE_MODES = ("local", "s3-inline", "s3-redirect")
+DATABASES = ("sqlite", "postgresql")
+STORAGE_MATRIX = pytest.mark.parametrize(
+    ("storage_mode", "database_url"),
+    [pytest.param(mode, db, id=f"{mode}-{db}") for mode in STORAGE_MODES for db in DATABASES],
+    indirect=True,
+)
+
+
+def storage_matrix_with_paths(app_params: tuple[str, str]) -> pytest.MarkDecorator:
+    """Local storage with the fast paths on and off on both databases, as before the bucket came; each S3 mode
+    once per database, the fast paths on with SQLite and off with PostgreSQL: every test in every mode on both
+    databases and both paths, at half the cost of the whole product (the storage is behind the service, which
+    the paths share)."""
+    fast, routed = app_params
+    combos = [("local", db, path) for path in (fast, routed) for db in DATABASES]
+    diagonal = list(zip(DATABASES, (fast, routed), strict=True))
+    combos += [(mode, db, path) for mode in STORAGE_MODES[1:] for db, path in diagonal]
+    return pytest.mark.parametrize(
+        ("storage_mode", "database_url", "app"),
+        [pytest.param(*combo, id="-".join(combo)) for combo in combos],
+        indirect=True,
+    )
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where Lapse may redirect a download: the bucket under this test's prefix, for redirect_ttl at most."""
+
+    base: str  # the endpoint, bucket and prefix: every presigned URL starts with it
+    redirect_ttl: timedelta
+
+
+GRANT_COOKIE = "lapse_grant"
+JUDGED_BY_LAPSE = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range")
+
+
+def grant_expiry(grant: str) -> datetime:
+    """A grant is `<link id>.<expiry unix seconds>.<signature>`."""
+    return datetime.fromtimestamp(int(grant.split(".")[1]), UTC)
+
+
+def presented_grant(request: httpx.Request) -> str | None:
+    if "lapse-grant" in request.headers:
+        return request.headers["lapse-grant"]
+    cookie = SimpleCookie(request.headers.get("cookie", ""))
+    return cookie[GRANT_COOKIE].value if GRANT_COOKIE in cookie else None
+
+
+class Browser:
+    """Lapse in process (http://testserver) and the real network for the store: a client of it follows a
+    download's 302 (303 after a password form) to the presigned URL as a browser would — the Range header goes
+    along, Lapse's cookies and Authorization do not — and checks on the way what every redirect owes:
+
+    - Lapse's redirect: never for HEAD nor for a request Lapse must judge itself (validators, several Range
+      headers); 302 (303 for POST) with no body, `Cache-Control: private, no-store`, `Referrer-Policy:
+      no-referrer`, nosniff; the Location on the store under this test's prefix, signed to force
+      Content-Disposition and Cache-Control; under a grant (new, with its cookie, or the one presented) that
+      outlives the URL, which lives no longer than LAPSE_REDIRECT_TTL either.
+    - the store's answer: 200 or 206 carrying the forced Content-Disposition, Content-Type and Cache-Control.
+    """
+
+    def __init__(self, app: ASGIApp, store: Store) -> None:
+        self.store = store
+        self.lapse = httpx.ASGITransport(app=app)
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=_Routes(self.lapse, httpx.AsyncHTTPTransport()),
+            base_url="http://testserver",
+            follow_redirects=True,
+            event_hooks={"response": [self.check]},
+        )
+
+    async def check(self, response: httpx.Response) -> None:
+        request = response.request
+        if request.url.host != "testserver":
+            self._store_answer(response)
+        elif request.url.path.startswith("/d/"):
+            await self._lapse_answer(response)
+
+    async def _lapse_answer(self, response: httpx.Response) -> None:
+        request = response.request
+        redirected = response.status_code in (302, 303)
+        if request.method == "HEAD" or any(name in request.headers for name in JUDGED_BY_LAPSE):
+            assert not redirected, (request.method, request.headers)
+        if not redirected:
+            return
+        assert response.status_code == (303 if request.method == "POST" else 302)
+        await response.aread()
+        assert response.content == b""
+        h = response.headers
+        assert (h["cache-control"], h["referrer-policy"], h["x-content-type-options"]) == (
+            "private, no-store",
+            "no-referrer",
+            "nosniff",
+        )
+        location = h["location"]
+        assert location.startswith(self.store.base), location
+        query = dict(parse_qsl(httpx.URL(location).query.decode()))
+        assert query["response-cache-control"] == "private, no-store"
+        assert query["response-content-disposition"].startswith("attachment; filename=")
+        new = h.get("lapse-grant")
+        if new is not None:
+            assert f"{GRANT_COOKIE}={new};" in h["set-cookie"]
+        grant = new or presented_grant(request)
+        assert grant is not None, "a redirect without a grant: the transfer could not resume"
+        signed = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        lives = timedelta(seconds=int(query["X-Amz-Expires"]))
+        assert timedelta(seconds=1) <= lives <= self.store.redirect_ttl
+        assert signed + lives <= grant_expiry(grant), (signed, lives, grant)
+
+    def _store_answer(self, response: httpx.Response) -> None:
+        forced = dict(parse_qsl(response.request.url.query.decode()))
+        h = response.headers
+        assert response.status_code in (200, 206), (response.status_code, response.request.headers)
+        assert h["content-disposition"] == forced["response-content-disposition"]
+        assert h["content-type"] == forced["response-content-type"]
+        assert h["cache-control"] == "private, no-store"
+
+
+class _Routes(httpx.AsyncBaseTransport):
+    def __init__(self, lapse: httpx.AsyncBaseTransport, network: httpx.AsyncBaseTransport) -> None:
+        self.lapse = lapse
+        self.network = network
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        routed = self.lapse if request.url.host == "testserver" else self.network
+        return await routed.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.network.aclose()
+        await self.lapse.aclose()
+
+
+def lapse_answer(response: httpx.Response) -> httpx.Response:
+    """What Lapse itself answered a download: its redirect when the store sent the bytes, else the response. Lapse's
+    headers (the grant, its cookie, nosniff) are asserted here, the bytes and what describes them on `response`."""
+    return response.history[0] if response.history else response
+
+
+def bytes_from_lapse(response: httpx.Response) -> httpx.Headers | None:
+    """The headers of Lapse's own 200/206, or None when the store sent the bytes: the headers only Lapse can put on
+    them (ETag = the content's sha256, its Last-Modified, the CSP sandbox, X-Robots-Tag) cannot be forced on a
+    store's answer, which carries instead what a presigned URL can force (Browser checks those)."""
+    return None if response.history else response.headers

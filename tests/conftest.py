@@ -193,7 +193,7 @@ async def http(app: ASGIApp, store: Store | None) -> AsyncIterator[httpx.AsyncCl
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client
         return
-    async with Browser(app, store).client() as client:
+    async with Browser(store).client(app=app) as client:
         yield client
 
 

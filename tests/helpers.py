@@ -1,7 +1,9 @@
 """Small helpers the tests share: an API client that knows its key, blob counting, and the storage modes a download
 test runs in (with a browser that follows Lapse's redirects to the store)."""
 
+import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
@@ -16,6 +18,8 @@ from starlette.types import ASGIApp
 from lapse.db.session import transaction
 from lapse.keys import service as keys_service
 from lapse.runtime import Runtime
+from tests.s3.conftest import BUCKET, PART_SIZE
+from tests.s3.rgw import Rgw
 
 TEST_SECRET = "test-secret-" + "x" * 40
 
@@ -95,6 +99,13 @@ STORAGE_MATRIX = pytest.mark.parametrize(
     indirect=True,
 )
 
+# The server tests' `shared` server (tests/server/conftest.py) in every storage mode, on both databases.
+SHARED_IN_EVERY_STORAGE = pytest.mark.parametrize(
+    "shared",
+    [f"{db}{mode}" for mode in ("", "-s3-inline", "-s3-redirect") for db in DATABASES],
+    indirect=True,
+)
+
 
 def storage_matrix_with_paths(app_params: tuple[str, str]) -> pytest.MarkDecorator:
     """Local storage with the fast paths on and off on both databases, as before the bucket came; each S3 mode
@@ -120,6 +131,39 @@ class Store:
     redirect_ttl: timedelta
 
 
+def s3_server_env(rgw: Rgw, mode: str, prefix: str) -> dict[str, str]:
+    """The environment of a `lapse serve` with its blobs in the RGW's bucket under `prefix`, sending downloads
+    inline or redirecting them (`mode`: s3-inline or s3-redirect)."""
+    return {
+        "LAPSE_STORAGE_URL": f"s3://{BUCKET}/{prefix}",
+        "LAPSE_S3_ENDPOINT": rgw.endpoint,
+        "LAPSE_S3_REGION": rgw.region,
+        "LAPSE_S3_PATH_STYLE": "true",
+        "LAPSE_S3_PART_SIZE": str(PART_SIZE),
+        "LAPSE_DELIVERY": mode.removeprefix("s3-"),
+        "AWS_ACCESS_KEY_ID": rgw.access_key,
+        "AWS_SECRET_ACCESS_KEY": rgw.secret_key,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+def browsing(env: Mapping[str, str]) -> dict[str, Any]:
+    """Options for an httpx client of a server of this environment: none, or those of a Browser of its store."""
+    store = store_of(env)
+    return {} if store is None else Browser(store).options()
+
+
+def store_of(env: Mapping[str, str]) -> Store | None:
+    """Where a server of this environment redirects downloads to, if it does."""
+    if env.get("LAPSE_DELIVERY") != "redirect":
+        return None
+    bucket_and_prefix = env["LAPSE_STORAGE_URL"].removeprefix("s3://")
+    ttl = timedelta(seconds=int(env.get("LAPSE_REDIRECT_TTL", "60")))
+    return Store(base=f"{env['LAPSE_S3_ENDPOINT']}/{bucket_and_prefix}", redirect_ttl=ttl)
+
+
 GRANT_COOKIE = "lapse_grant"
 JUDGED_BY_LAPSE = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range")
 
@@ -137,78 +181,82 @@ def presented_grant(request: httpx.Request) -> str | None:
 
 
 class Browser:
-    """Lapse in process (http://testserver) and the real network for the store: a client of it follows a
-    download's 302 (303 after a password form) to the presigned URL as a browser would — the Range header goes
-    along, Lapse's cookies and Authorization do not — and checks on the way what every redirect owes:
+    """A client that follows a download's 302 (303 after a password form) to the presigned URL as a browser would
+    — the Range header goes along, Lapse's cookies and Authorization do not — and checks on the way what every
+    redirect owes (check_lapse_answer, check_store_answer). Lapse in process (`app`, http://testserver) or a
+    real server (`base_url`); the store over the network."""
 
-    - Lapse's redirect: never for HEAD nor for a request Lapse must judge itself (validators, several Range
-      headers); 302 (303 for POST) with no body, `Cache-Control: private, no-store`, `Referrer-Policy:
-      no-referrer`, nosniff; the Location on the store under this test's prefix, signed to force
-      Content-Disposition and Cache-Control; under a grant (new, with its cookie, or the one presented) that
-      outlives the URL, which lives no longer than LAPSE_REDIRECT_TTL either.
-    - the store's answer: 200 or 206 carrying the forced Content-Disposition, Content-Type and Cache-Control.
-    """
-
-    def __init__(self, app: ASGIApp, store: Store) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.lapse = httpx.ASGITransport(app=app)
 
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            transport=_Routes(self.lapse, httpx.AsyncHTTPTransport()),
-            base_url="http://testserver",
-            follow_redirects=True,
-            event_hooks={"response": [self.check]},
-        )
+    def client(self, *, app: ASGIApp | None = None, **options: Any) -> httpx.AsyncClient:
+        if app is not None:
+            transport = _Routes(httpx.ASGITransport(app=app), httpx.AsyncHTTPTransport())
+            options |= {"transport": transport, "base_url": "http://testserver"}
+        return httpx.AsyncClient(**self.options(), **options)
+
+    def options(self) -> dict[str, Any]:
+        """What makes an httpx client this browser."""
+        return {"follow_redirects": True, "event_hooks": {"response": [self.check]}}
 
     async def check(self, response: httpx.Response) -> None:
-        request = response.request
-        if request.url.host != "testserver":
-            self._store_answer(response)
-        elif request.url.path.startswith("/d/"):
-            await self._lapse_answer(response)
+        if str(response.request.url).startswith(self.store.base):
+            check_store_answer(response)
+        elif response.request.url.path.startswith("/d/"):
+            await check_lapse_answer(response, self.store)
 
-    async def _lapse_answer(self, response: httpx.Response) -> None:
-        request = response.request
-        redirected = response.status_code in (302, 303)
-        if request.method == "HEAD" or any(name in request.headers for name in JUDGED_BY_LAPSE):
-            assert not redirected, (request.method, request.headers)
-        if not redirected:
-            return
-        assert response.status_code == (303 if request.method == "POST" else 302)
-        await response.aread()
-        assert response.content == b""
-        h = response.headers
-        assert (h["cache-control"], h["referrer-policy"], h["x-content-type-options"]) == (
-            "private, no-store",
-            "no-referrer",
-            "nosniff",
-        )
-        location = h["location"]
-        assert location.startswith(self.store.base), location
-        query = dict(parse_qsl(httpx.URL(location).query.decode()))
-        assert query["response-cache-control"] == "private, no-store"
-        assert query["response-content-disposition"].startswith("attachment; filename=")
-        new = h.get("lapse-grant")
-        if new is not None:
-            assert f"{GRANT_COOKIE}={new};" in h["set-cookie"]
-        grant = new or presented_grant(request)
-        assert grant is not None, "a redirect without a grant: the transfer could not resume"
-        signed = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-        lives = timedelta(seconds=int(query["X-Amz-Expires"]))
-        assert timedelta(seconds=1) <= lives <= self.store.redirect_ttl
-        assert signed + lives <= grant_expiry(grant), (signed, lives, grant)
 
-    def _store_answer(self, response: httpx.Response) -> None:
-        forced = dict(parse_qsl(response.request.url.query.decode()))
-        h = response.headers
-        assert response.status_code in (200, 206), (response.status_code, response.request.headers)
-        assert h["content-disposition"] == forced["response-content-disposition"]
-        assert h["content-type"] == forced["response-content-type"]
-        assert h["cache-control"] == "private, no-store"
+async def check_lapse_answer(response: httpx.Response, store: Store) -> None:
+    """Lapse's answer to a download: never a redirect for HEAD nor for a request Lapse must judge itself
+    (validators); a redirect is 302 (303 for POST) with no body, `Cache-Control: private, no-store`,
+    `Referrer-Policy: no-referrer`, nosniff, its Location on the store under this test's prefix, signed to force
+    Content-Disposition and Cache-Control, under a grant (new, with its cookie, or the one presented) that
+    outlives the URL, which lives no longer than LAPSE_REDIRECT_TTL either."""
+    request = response.request
+    redirected = response.status_code in (302, 303)
+    if request.method == "HEAD" or any(name in request.headers for name in JUDGED_BY_LAPSE):
+        assert not redirected, (request.method, request.headers)
+    if not redirected:
+        return
+    assert response.status_code == (303 if request.method == "POST" else 302)
+    await response.aread()
+    assert response.content == b""
+    h = response.headers
+    assert (h["cache-control"], h["referrer-policy"], h["x-content-type-options"]) == (
+        "private, no-store",
+        "no-referrer",
+        "nosniff",
+    )
+    location = h["location"]
+    assert location.startswith(store.base), location
+    query = dict(parse_qsl(httpx.URL(location).query.decode()))
+    assert query["response-cache-control"] == "private, no-store"
+    assert query["response-content-disposition"].startswith("attachment; filename=")
+    new = h.get("lapse-grant")
+    if new is not None:
+        assert f"{GRANT_COOKIE}={new};" in h["set-cookie"]
+    grant = new or presented_grant(request)
+    assert grant is not None, "a redirect without a grant: the transfer could not resume"
+    signed = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    lives = timedelta(seconds=int(query["X-Amz-Expires"]))
+    assert timedelta(seconds=1) <= lives <= store.redirect_ttl
+    assert signed + lives <= grant_expiry(grant), (signed, lives, grant)
+
+
+def check_store_answer(response: httpx.Response) -> None:
+    """The store's answer to a presigned URL: 200 or 206 with the forced Content-Disposition, Content-Type and
+    Cache-Control."""
+    forced = dict(parse_qsl(response.request.url.query.decode()))
+    h = response.headers
+    assert response.status_code in (200, 206), (response.status_code, response.request.headers)
+    assert h["content-disposition"] == forced["response-content-disposition"]
+    assert h["content-type"] == forced["response-content-type"]
+    assert h["cache-control"] == "private, no-store"
 
 
 class _Routes(httpx.AsyncBaseTransport):
+    """Lapse in process for http://testserver, the network for the rest (the store)."""
+
     def __init__(self, lapse: httpx.AsyncBaseTransport, network: httpx.AsyncBaseTransport) -> None:
         self.lapse = lapse
         self.network = network

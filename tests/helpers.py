@@ -2,6 +2,7 @@
 test runs in (with a browser that follows Lapse's redirects to the store)."""
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -165,6 +166,7 @@ def store_of(env: Mapping[str, str]) -> Store | None:
 
 
 GRANT_COOKIE = "lapse_grant"
+PLAIN_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 JUDGED_BY_LAPSE = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range")
 
 
@@ -208,14 +210,17 @@ class Browser:
 
 async def check_lapse_answer(response: httpx.Response, store: Store) -> None:
     """Lapse's answer to a download: never a redirect for HEAD nor for a request Lapse must judge itself
-    (validators); a redirect is 302 (303 for POST) with no body, `Cache-Control: private, no-store`,
+    (validators, a Range it ignores or of several ranges), and always one for any other GET or POST it answers with
+    the bytes; a redirect is 302 (303 for POST) with no body, `Cache-Control: private, no-store`,
     `Referrer-Policy: no-referrer`, nosniff, its Location on the store under this test's prefix, signed to force
     Content-Disposition and Cache-Control, under a grant (new, with its cookie, or the one presented) that
     outlives the URL, which lives no longer than LAPSE_REDIRECT_TTL either."""
     request = response.request
     redirected = response.status_code in (302, 303)
-    if request.method == "HEAD" or any(name in request.headers for name in JUDGED_BY_LAPSE):
+    if request.method == "HEAD" or not _for_the_store(request.headers):
         assert not redirected, (request.method, request.headers)
+    elif response.status_code in (200, 206):
+        raise AssertionError(f"sent by Lapse, not redirected: {request.method} {request.headers}")
     if not redirected:
         return
     assert response.status_code == (303 if request.method == "POST" else 302)
@@ -241,6 +246,19 @@ async def check_lapse_answer(response: httpx.Response, store: Store) -> None:
     lives = timedelta(seconds=int(query["X-Amz-Expires"]))
     assert timedelta(seconds=1) <= lives <= store.redirect_ttl
     assert signed + lives <= grant_expiry(grant), (signed, lives, grant)
+
+
+def _for_the_store(headers: httpx.Headers) -> bool:
+    """Whether the store judges this request as Lapse would: no validators, and no Range or one plain range."""
+    if any(name in headers for name in JUDGED_BY_LAPSE):
+        return False
+    ranges = headers.get_list("range")
+    if not ranges:
+        return True
+    plain = PLAIN_RANGE.fullmatch(ranges[0])
+    if len(ranges) > 1 or plain is None or not (plain[1] or plain[2]):
+        return False
+    return not (plain[1] and plain[2] and int(plain[2]) < int(plain[1]))
 
 
 def check_store_answer(response: httpx.Response) -> None:

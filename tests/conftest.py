@@ -168,6 +168,7 @@ def store(settings: Settings, storage_mode: str) -> Store | None:
     return Store(
         base=f"{str(settings.s3_endpoint).rstrip('/')}/{settings.storage_url.removeprefix('s3://')}",
         redirect_ttl=settings.redirect_ttl,
+        grant_ttl=settings.grant_ttl,
     )
 
 

@@ -17,7 +17,6 @@ from tests.helpers import STORAGE_MATRIX, ApiClient, stored_files
 pytestmark = pytest.mark.anyio
 
 
-@STORAGE_MATRIX  # a download: in every storage mode
 @pytest.mark.parametrize("tail", ["\u00b2.x", "9" * 5000 + ".x", "9999999999.\u00e9"])
 async def test_malformed_grants_are_just_not_grants(alice: ApiClient, http: httpx.AsyncClient, tail: str) -> None:
     link = await alice.share(b"x", max_downloads=1)

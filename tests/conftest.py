@@ -1,22 +1,48 @@
-"""Fixtures: real SQLite and PostgreSQL, the app with its lifespan run, keys made through the service."""
+"""Fixtures: real SQLite and PostgreSQL, the app with its lifespan run, keys made through the service, and a real
+Ceph RGW (one per session or xdist worker) for blobs in a bucket.
 
+`storage_mode` is where the blobs live and how downloads leave: `local` (a folder, the default), `s3-inline` (a
+bucket, bytes sent through Lapse) or `s3-redirect` (a bucket, downloads answered 302 to a presigned URL, which the
+`http` client follows as a browser would). A test module opts in to the other modes by parametrizing it
+(tests/helpers.py: STORAGE_MATRIX).
+"""
+
+import functools
 import os
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from pydantic import SecretStr
+from botocore.loaders import JSONFileLoader
+from pydantic import AnyHttpUrl, SecretStr
 from starlette.types import ASGIApp
 
 from lapse.app import create_app
 from lapse.runtime import Runtime, open_runtime
 from lapse.settings import Settings
 from tests.databases import TEMPLATES, Templates, empty_tables, migrated_postgres, migrated_sqlite, run_isolated
-from tests.helpers import TEST_SECRET, ApiClient, new_key
+from tests.helpers import TEST_SECRET, ApiClient, Browser, Store, new_key
+from tests.s3.conftest import BUCKET, PART_SIZE, s3_client
+from tests.s3.rgw import Rgw, RgwCluster
 
 REDIS_URL = os.environ.get("LAPSE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+_load_model = JSONFileLoader.load_file
+
+
+@functools.cache
+def _botocore_model(file_path: str) -> Any:
+    return _load_model(JSONFileLoader(), file_path)
+
+
+# botocore parses its models (megabytes of JSON) again for every session, and the app opens one per S3Storage, so
+# per test in a bucket: parsed once per test process instead. The models are read, never changed.
+JSONFileLoader.load_file = lambda self, file_path: _botocore_model(file_path)  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")
@@ -59,14 +85,90 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rgw]:
+    cluster = RgwCluster(tmp_path_factory.mktemp("rgw"))
+    store = cluster.start()
+    try:
+        s3_client(store).create_bucket(Bucket=BUCKET)
+        yield store
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(rgw: Rgw) -> Any:
+    return s3_client(rgw)
+
+
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(
+def aws_env(rgw: Rgw, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The RGW user's keys where the client library's standard chain looks first; nothing else of the machine's."""
+    nowhere = tmp_path_factory.getbasetemp() / "no-aws-config"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", rgw.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", rgw.secret_key)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(nowhere))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(nowhere))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def prefix(s3: Any) -> Iterator[str]:
+    """A fresh key prefix; whatever a test left under it is removed after (memstore keeps objects in RAM)."""
+    made = f"t-{secrets.token_hex(4)}/"
+    yield made
+    for item in s3.list_objects_v2(Bucket=BUCKET, Prefix=made).get("Contents", []):
+        s3.delete_object(Bucket=BUCKET, Key=item["Key"])
+    for upload in s3.list_multipart_uploads(Bucket=BUCKET, Prefix=made).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"])
+
+
+@pytest.fixture
+def storage_mode(request: pytest.FixtureRequest) -> str:
+    """`local` unless the test is parametrized over the modes (tests/helpers.py: STORAGE_MATRIX)."""
+    mode: str = getattr(request, "param", "local")
+    assert mode in ("local", "s3-inline", "s3-redirect"), mode
+    return mode
+
+
+@pytest.fixture
+def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str, storage_mode: str) -> Settings:
+    made = Settings(
         _env_file=None,  # type: ignore[call-arg]
         data_dir=tmp_path / "data",
         database_url=database_url,
         secret_key=SecretStr(TEST_SECRET),
         max_upload_size=1024 * 1024,
+    )
+    if storage_mode == "local":
+        return made
+    rgw: Rgw = request.getfixturevalue("rgw")
+    request.getfixturevalue("aws_env")
+    key_prefix: str = request.getfixturevalue("prefix")
+    return made.model_copy(
+        update={
+            "storage_url": f"s3://{BUCKET}/{key_prefix}",
+            "s3_endpoint": AnyHttpUrl(rgw.endpoint),
+            "s3_region": rgw.region,
+            "s3_path_style": True,
+            "s3_part_size": PART_SIZE,
+            "delivery": "redirect" if storage_mode == "s3-redirect" else "inline",
+        }
+    )
+
+
+@pytest.fixture
+def store(settings: Settings, storage_mode: str) -> Store | None:
+    """Where a download may be redirected to (in `s3-redirect` mode), and for how long at most."""
+    if storage_mode != "s3-redirect":
+        return None
+    assert settings.s3_endpoint is not None
+    return Store(
+        base=f"{str(settings.s3_endpoint).rstrip('/')}/{settings.storage_url.removeprefix('s3://')}",
+        redirect_ttl=settings.redirect_ttl,
+        grant_ttl=settings.grant_ttl,
     )
 
 
@@ -84,9 +186,15 @@ async def app(settings: Settings) -> AsyncIterator[ASGIApp]:
 
 
 @pytest.fixture
-async def http(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+async def http(app: ASGIApp, store: Store | None) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app; in `s3-redirect` mode it follows a download's redirect to the store, as a browser would,
+    and checks both answers on the way (tests/helpers.py: Browser)."""
+    if store is None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+        return
+    async with Browser(store).client(app=app) as client:
         yield client
 
 

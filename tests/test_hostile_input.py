@@ -12,7 +12,7 @@ import pytest
 from lapse.logs import RedactTokens
 from lapse.runtime import Runtime
 from lapse.sweeper import sweep_once
-from tests.helpers import ApiClient, stored_files
+from tests.helpers import STORAGE_MATRIX, ApiClient, stored_files
 
 pytestmark = pytest.mark.anyio
 
@@ -63,6 +63,7 @@ async def test_cursor_whose_instant_utc_cannot_hold_is_400(alice: ApiClient, cur
         assert response.headers["content-type"] == "application/problem+json"
 
 
+@STORAGE_MATRIX  # a download: in every storage mode
 @pytest.mark.parametrize("header", ["if-modified-since", "if-unmodified-since"])
 async def test_a_date_past_any_calendar_is_ignored(alice: ApiClient, http: httpx.AsyncClient, header: str) -> None:
     """RFC 9110 §13.1.3/§13.1.4: an invalid date is ignored — not a 500 from the year overflowing datetime."""
@@ -74,6 +75,7 @@ async def test_a_date_past_any_calendar_is_ignored(alice: ApiClient, http: httpx
     assert (got.status_code, got.content) == (200, b"x" * 10)
 
 
+@STORAGE_MATRIX  # a download: in every storage mode
 async def test_non_ascii_basic_credentials_are_no_credentials(alice: ApiClient, http: httpx.AsyncClient) -> None:
     plain = await alice.share(b"open", max_downloads=5)
     guarded = await alice.share(b"closed", password="pw")
@@ -82,6 +84,7 @@ async def test_non_ascii_basic_credentials_are_no_credentials(alice: ApiClient, 
     assert (await http.get(guarded["path"], headers=hostile)).status_code == 401
 
 
+@STORAGE_MATRIX  # a download: in every storage mode
 async def test_a_json_password_no_utf8_can_hold_is_400(alice: ApiClient, http: httpx.AsyncClient) -> None:
     """JSON can carry a lone surrogate; no password set through the API holds one (argon2 hashes UTF-8)."""
     link = await alice.share(b"closed", password="pw")

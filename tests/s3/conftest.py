@@ -1,8 +1,8 @@
-"""A real Ceph RGW for the S3 tests (tests/s3/rgw.py): one per test session (or per xdist worker), one bucket in
-it, and a fresh key prefix per test so that tests never see each other's objects."""
+"""The S3 tests' bucket, clients and settings. The real Ceph RGW itself (tests/s3/rgw.py: one per test session or
+xdist worker, one bucket in it) and the fresh key prefix per test are fixtures of tests/conftest.py, since the
+download tests outside this folder run on it too (their `storage_mode`)."""
 
-import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -13,21 +13,10 @@ from pydantic import AnyHttpUrl
 
 from lapse.settings import Settings
 from lapse.storage.s3 import S3Storage
-from tests.s3.rgw import Rgw, RgwCluster
+from tests.s3.rgw import Rgw
 
 BUCKET = "lapse-test"
 PART_SIZE = 5 * 1024 * 1024  # S3's smallest: multipart uploads with few bytes in RAM
-
-
-@pytest.fixture(scope="session")
-def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rgw]:
-    cluster = RgwCluster(tmp_path_factory.mktemp("rgw"))
-    store = cluster.start()
-    try:
-        s3_client(store).create_bucket(Bucket=BUCKET)
-        yield store
-    finally:
-        cluster.stop()
 
 
 def s3_client(store: Rgw) -> Any:
@@ -44,35 +33,6 @@ def s3_client(store: Rgw) -> Any:
             response_checksum_validation="when_required",
         ),
     )
-
-
-@pytest.fixture
-def s3(rgw: Rgw) -> Any:
-    return s3_client(rgw)
-
-
-@pytest.fixture
-def aws_env(rgw: Rgw, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The RGW user's keys where the client library's standard chain looks first; nothing else of the machine's."""
-    nowhere = tmp_path_factory.getbasetemp() / "no-aws-config"
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", rgw.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", rgw.secret_key)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(nowhere))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(nowhere))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-
-@pytest.fixture
-def prefix(s3: Any) -> Iterator[str]:
-    """A fresh key prefix; whatever a test left under it is removed after (memstore keeps objects in RAM)."""
-    made = f"t-{secrets.token_hex(4)}/"
-    yield made
-    for item in s3.list_objects_v2(Bucket=BUCKET, Prefix=made).get("Contents", []):
-        s3.delete_object(Bucket=BUCKET, Key=item["Key"])
-    for upload in s3.list_multipart_uploads(Bucket=BUCKET, Prefix=made).get("Uploads", []):
-        s3.abort_multipart_upload(Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"])
 
 
 def make_storage(

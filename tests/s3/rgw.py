@@ -106,13 +106,21 @@ class RgwCluster:
         self.processes: dict[int, subprocess.Popen[bytes]] = {}  # by pid, to reap them once stopped
 
     def _ceph(self, *args: str, timeout: float = 30.0) -> str:
-        done = subprocess.run(
-            ["ceph", "-c", str(self.conf), "--connect-timeout", "10", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=True,
-        )
+        deadline = time.monotonic() + timeout
+        while True:
+            done = subprocess.run(
+                ["ceph", "-c", str(self.conf), "--connect-timeout", "10", *args],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            # A young monitor refuses commands now and then ("EPERM: problem getting command descriptions from
+            # mon"), a few starts in ten under load: asked again.
+            if "problem getting command descriptions" not in done.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)  # a retry interval, not synchronisation
+        done.check_returncode()
         return done.stdout
 
     def _run(self, *argv: str) -> None:

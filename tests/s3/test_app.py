@@ -18,7 +18,7 @@ from lapse.delivery.serving import content_disposition
 from lapse.runtime import open_runtime
 from lapse.settings import Settings
 from lapse.storage.base import SMALL_BLOB
-from tests.helpers import ApiClient, new_key, stored_files
+from tests.helpers import ApiClient, Browser, Store, downloads_of, lapse_answer, new_key, stored_files
 from tests.s3.conftest import BUCKET, PART_SIZE
 from tests.s3.forwarder import Forwarder
 from tests.s3.rgw import Rgw
@@ -140,3 +140,34 @@ async def test_a_store_that_went_away_answers_503_and_counts_nothing(
             assert (await http.get(link["path"])).status_code == 410
     finally:
         await line.stop()
+
+
+async def test_a_redirect_never_outlives_the_grant_it_is_under(s3_settings: Settings, rgw: Rgw, prefix: str) -> None:
+    """The URL lives min(LAPSE_REDIRECT_TTL, the grant's remaining life): a new grant's whole life, or what is left
+    of a presented one — here 5 s, while the TTL would allow 90."""
+    settings = s3_settings.model_copy(
+        update={"delivery": "redirect", "grant_ttl": timedelta(seconds=30), "redirect_ttl": timedelta(seconds=90)}
+    )
+    store = Store(f"{rgw.endpoint}/{BUCKET}/{prefix}", redirect_ttl=settings.redirect_ttl, grant_ttl=settings.grant_ttl)
+    async with (
+        LifespanManager(create_app(settings, sweep=False)) as manager,
+        open_runtime(settings) as runtime,
+        Browser(store).client(app=manager.app) as browser,  # checks every redirect against its grant
+    ):
+        alice = ApiClient(browser, await new_key(runtime, "alice"))
+        link = await alice.share(SMALL, max_downloads=1)
+        first = await browser.get(link["path"])
+        assert (first.status_code, first.content) == (200, SMALL)
+        assert expires_in(lapse_answer(first)) <= 30  # the new grant's life
+
+        browser.cookies.clear()
+        short = runtime.grants.sign(link["id"], datetime.now(UTC) + timedelta(seconds=5))
+        resumed = await browser.get(link["path"], headers={"lapse-grant": short, "range": "bytes=5-"})
+        assert (resumed.status_code, resumed.content) == (206, SMALL[5:])
+        assert 1 <= expires_in(lapse_answer(resumed)) <= 5
+        assert await downloads_of(alice, link) == 1  # the resume was free
+
+
+def expires_in(redirect: httpx.Response) -> int:
+    assert redirect.status_code == 302
+    return int(dict(parse_qsl(urlsplit(redirect.headers["location"]).query))["X-Amz-Expires"])

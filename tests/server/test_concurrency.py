@@ -1,4 +1,5 @@
-"""Exactly-k against a real server with two worker processes: 200 strangers at once, k bytes served."""
+"""Exactly-k against a real server with two worker processes: 200 strangers at once, k bytes served — by the server,
+or by the store its k redirects point to — in every storage mode."""
 
 import os
 from collections import Counter
@@ -7,12 +8,14 @@ import anyio
 import httpx
 import pytest
 
+from tests.helpers import DATABASES, Browser, check_lapse_answer, store_of
 from tests.server.api import fresh_client, link_info, share
 from tests.server.services import Service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server]
 
 REQUESTS = 200
+S3_MODES = ("s3-inline", "s3-redirect")
 
 
 async def _stampede(base_url: str, path: str, count: int) -> list[httpx.Response]:
@@ -31,9 +34,16 @@ async def _stampede(base_url: str, path: str, count: int) -> list[httpx.Response
     return responses
 
 
-@pytest.mark.parametrize("max_downloads", [1, 5])
+@pytest.mark.parametrize(
+    ("shared", "max_downloads"),
+    # Both races on local storage; one (five winners, each URL fetched) per S3 mode and database: a server each.
+    [(db, k) for db in DATABASES for k in (1, 5)] + [(f"{db}-{mode}", 5) for mode in S3_MODES for db in DATABASES],
+    indirect=["shared"],
+)
 async def test_simultaneous_downloads_serve_exactly_max_downloads(shared: Service, max_downloads: int) -> None:
     data = os.urandom(64 * 1024)
+    store = store_of(shared.server.extra_env)
+    served = 200 if store is None else 302
     with anyio.fail_after(120):
         async with fresh_client(shared.url) as api:
             uploaded = await share(api, shared.key, data, "burst.bin", max_downloads=max_downloads)
@@ -44,13 +54,19 @@ async def test_simultaneous_downloads_serve_exactly_max_downloads(shared: Servic
             responses = await _stampede(shared.url, link["path"], REQUESTS)
 
             statuses = Counter(r.status_code for r in responses)
-            assert statuses == {200: max_downloads, 410: REQUESTS - max_downloads}, statuses
+            assert statuses == {served: max_downloads, 410: REQUESTS - max_downloads}, statuses
             for response in responses:
                 assert "cookie" not in response.request.headers
                 assert "lapse-grant" not in response.request.headers
-                if response.status_code == 200:
-                    assert response.content == data
+                if response.status_code == served:
                     assert response.headers["lapse-grant"]
+                    if store is None:
+                        assert response.content == data
+                        continue
+                    await check_lapse_answer(response, store)
+                    async with Browser(store).client(trust_env=False) as browser:  # as each stranger's browser
+                        fetched = await browser.get(response.headers["location"])
+                    assert (fetched.status_code, fetched.content) == (200, data)
                 else:
                     assert response.headers["content-type"] == "application/problem+json"
                     assert response.headers["cache-control"] == "no-store"

@@ -13,6 +13,7 @@ Refusals are raised as domain errors (lapse.errors); everything else is a `Decis
 api.download (the framework's route), api.fast_download (in front of the framework), nothing else.
 """
 
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -312,10 +313,18 @@ class Downloads:
 
 def _store_may_judge_differently(headers: Headers) -> bool:
     """A browser sends its request headers again to the store, which judges validators by its own (an MD5 ETag,
-    its own dates) and ignores If-Range, and reads several Range headers its own way: such a request is answered
-    by this server."""
+    its own dates) and ignores If-Range, and reads Range its own way where this server ignores it (the store
+    answers 416 to `bytes=5-4` or `bytes=abc`, a part of a list of ranges to a list): such a request is answered
+    by this server. A Range of one plain range is judged alike by both."""
     validators = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range")
-    return any(name in headers for name in validators) or len(headers.getlist("range")) > 1
+    if any(name in headers for name in validators):
+        return True
+    ranges = headers.getlist("range")
+    if not ranges:
+        return False
+    judged = serving.parse_range(ranges[0], sys.maxsize)  # the file's size does not matter to the form
+    one = type(judged) is serving.Send and judged.ranges is not None and len(judged.ranges) == 1
+    return len(ranges) > 1 or "," in ranges[0] or not one
 
 
 def _link_status_headers(link: Link) -> dict[str, str]:

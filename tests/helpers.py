@@ -250,15 +250,9 @@ async def check_lapse_answer(response: httpx.Response, store: Store) -> None:
     signed = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     lives = timedelta(seconds=int(query["X-Amz-Expires"]))
     assert timedelta(seconds=1) <= lives <= store.redirect_ttl
-    if new is not None:
-        # No later than the new grant by its length; not compared by the instant: the URL's clock is read after
-        # the grant's, both are cut to the second, and a second may tick between (up to 1 s over, when the grant
-        # is the shorter: the defect links/download.py is to fix by presigning to the grant's own end).
-        assert lives <= store.grant_ttl
-    else:
-        presented = presented_grant(request)
-        assert presented is not None, "a redirect without a grant: the transfer could not resume"
-        assert signed + lives <= grant_expiry(presented), (signed, lives, presented)
+    grant = new if new is not None else presented_grant(request)
+    assert grant is not None, "a redirect without a grant: the transfer could not resume"
+    assert signed + lives <= grant_expiry(grant), (signed, lives, grant)  # the URL dies no later than its grant
 
 
 def _for_the_store(headers: httpx.Headers) -> bool:

@@ -3,7 +3,7 @@ same download service, counted the same, with no transport asking which backend 
 
 import os
 from collections.abc import AsyncIterable, AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -76,11 +76,11 @@ class RemoteLike:
     def accel_path(self, key: str) -> None:
         return None
 
-    async def accel_proxy(self, key: str, *, expires_in: timedelta, content_type: str) -> None:
+    async def accel_proxy(self, key: str, *, until: datetime, content_type: str) -> None:
         return None  # nothing nginx could fetch either
 
-    async def presign(self, key: str, *, expires_in: timedelta, filename: str, content_type: str) -> str:
-        return f"{STORE}{key}?expires-in={int(expires_in.total_seconds())}&type={quote(content_type, safe='')}"
+    async def presign(self, key: str, *, until: datetime, filename: str, content_type: str) -> str:
+        return f"{STORE}{key}?until={int(until.timestamp())}&type={quote(content_type, safe='')}"
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -185,9 +185,10 @@ async def test_a_presigned_url_never_outlives_the_grant_it_serves(settings: Sett
         link = await alice.share(BODY, max_downloads=1)
         assert (await http.get(link["path"])).status_code == 302
         http.cookies.clear()
+        ends = utc_now() + timedelta(seconds=10)
         async with open_runtime(settings) as runtime:  # a grant with ten seconds left, as after a long pause
-            short = runtime.grants.sign(link["id"], utc_now() + timedelta(seconds=10))
+            short = runtime.grants.sign(link["id"], ends)
         resumed = await http.get(link["path"], headers={"lapse-grant": short})
         assert resumed.status_code == 302
-        lasts = int(parse_qs(urlsplit(resumed.headers["location"]).query)["expires-in"][0])
-        assert 0 < lasts <= 10
+        until = int(parse_qs(urlsplit(resumed.headers["location"]).query)["until"][0])
+        assert until == int(ends.timestamp())  # the grant's own end, to the second it was signed to

@@ -16,7 +16,7 @@ api.download (the framework's route), api.fast_download (in front of the framewo
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeVar
 
 from starlette.datastructures import Headers
@@ -288,7 +288,7 @@ class Downloads:
             # A store's: nginx sends no header of the client's to it (no If-*, so If-Range, which stores ignore,
             # never reaches one), only the Range `where` allows, and the store answers what Lapse decided here.
             proxied = await self.storage.accel_proxy(
-                file.storage_key, expires_in=self._url_life(target, now), content_type=headers["Content-Type"]
+                file.storage_key, until=self._url_until(target, now), content_type=headers["Content-Type"]
             )
             if proxied is not None:
                 return Accel(location=accel.proxy_uri(self.accel_s3_prefix, where, proxied), headers=headers)
@@ -297,7 +297,7 @@ class Downloads:
                 return None
             url = await self.storage.presign(
                 file.storage_key,
-                expires_in=self._url_life(target, now),
+                until=self._url_until(target, now),
                 filename=file.name,
                 content_type=headers["Content-Type"],
             )
@@ -305,10 +305,12 @@ class Downloads:
                 return Redirect(url=url, headers=headers)
         return None
 
-    def _url_life(self, target: Target, now: datetime) -> timedelta:
-        """A presigned URL never outlives the grant the client holds (or is about to get): a resume comes back
-        for a new one."""
-        return self.grant_ttl if target.granted_until is None else target.granted_until - now
+    def _url_until(self, target: Target, now: datetime) -> datetime:
+        """A presigned URL never outlives the grant the client holds, or the one it is about to get (signed to the
+        whole second, as `_spend` will sign it): a resume comes back for a new one."""
+        if target.granted_until is not None:
+            return target.granted_until
+        return datetime.fromtimestamp(int((now + self.grant_ttl).timestamp()), UTC)
 
 
 def _store_may_judge_differently(headers: Headers) -> bool:

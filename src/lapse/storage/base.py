@@ -16,7 +16,7 @@ import os
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -101,12 +101,14 @@ class Storage(Protocol):
     def accel_path(self, key: str) -> str | None:
         """Where nginx finds the blob below its internal location, or None when nginx cannot serve it."""
 
-    async def accel_proxy(self, key: str, *, expires_in: timedelta, content_type: str) -> str | None:
+    async def accel_proxy(self, key: str, *, until: datetime, content_type: str) -> str | None:
         """What nginx asks the store for, below its store-proxy location: `<bucket>/<key>?<presigned query>`,
-        path-style, for a GET that answers with `content_type`; or None when the backend has no store to proxy.
+        path-style, for a GET that answers with `content_type` and is refused after `until` (or sooner); or None
+        when the backend has no store to proxy.
         Asked before counting: Unavailable while the store is known to be down."""
 
-    async def presign(self, key: str, *, expires_in: timedelta, filename: str, content_type: str) -> str | None:
-        """A URL that serves the blob without Lapse until it expires, or None when the backend has none."""
+    async def presign(self, key: str, *, until: datetime, filename: str, content_type: str) -> str | None:
+        """A URL that serves the blob without Lapse, refused after `until` (or sooner), or None when the backend
+        has none."""
 
     async def aclose(self) -> None: ...

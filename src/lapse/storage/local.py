@@ -6,7 +6,7 @@ import io
 import os
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio.to_thread
@@ -67,10 +67,10 @@ class LocalStorage:
     def accel_path(self, key: str) -> str | None:
         return self.path(key).relative_to(self.root).as_posix()  # nginx aliases its internal location to root
 
-    async def accel_proxy(self, key: str, *, expires_in: timedelta, content_type: str) -> str | None:
+    async def accel_proxy(self, key: str, *, until: datetime, content_type: str) -> str | None:
         return None  # nginx reads the folder itself (accel_path)
 
-    async def presign(self, key: str, *, expires_in: timedelta, filename: str, content_type: str) -> str | None:
+    async def presign(self, key: str, *, until: datetime, filename: str, content_type: str) -> str | None:
         return None  # a folder has no URLs of its own
 
     async def aclose(self) -> None:

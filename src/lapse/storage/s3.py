@@ -192,33 +192,36 @@ class S3Storage:
     def accel_path(self, key: str) -> str | None:
         return None  # no file for nginx to read: it proxies the store instead (accel_proxy)
 
-    async def accel_proxy(self, key: str, *, expires_in: timedelta, content_type: str) -> str:
+    async def accel_proxy(self, key: str, *, until: datetime, content_type: str) -> str:
         """`<bucket>/<key>?<query>` presigned for the endpoint's host, which nginx sends as Host. The store's
         answer carries `content_type` (nginx passes the store's Content-Type on, not Lapse's); never a
         Content-Disposition, since nginx keeps Lapse's and would send both."""
-        url = await self._signed(self._proxy_presigner, key, expires_in, {"response-content-type": content_type})
+        url = await self._signed(self._proxy_presigner, key, until, {"response-content-type": content_type})
         return url.removeprefix(f"{self._proxy_presigner.scheme}://{self._proxy_presigner.host}/")
 
-    async def presign(self, key: str, *, expires_in: timedelta, filename: str, content_type: str) -> str:
+    async def presign(self, key: str, *, until: datetime, filename: str, content_type: str) -> str:
         params = {
             "response-cache-control": "private, no-store",
             "response-content-disposition": content_disposition(filename),
             "response-content-type": content_type,
         }
-        return await self._signed(self._presigner, key, expires_in, params)
+        return await self._signed(self._presigner, key, until, params)
 
-    async def _signed(self, presigner: Presigner, key: str, expires_in: timedelta, params: dict[str, str]) -> str:
+    async def _signed(self, presigner: Presigner, key: str, until: datetime, params: dict[str, str]) -> str:
         await self.check()  # presigning is local: a dead store would only show after counting
         credentials = await self._session.get_credentials()
         frozen = None if credentials is None else await credentials.get_frozen_credentials()
         if frozen is None or frozen.access_key is None or frozen.secret_key is None:
             raise Unavailable("No S3 credentials to sign with.")
-        seconds = max(1, int(min(expires_in, self.redirect_ttl).total_seconds()))
+        # The URL's end is X-Amz-Date (whole seconds) + X-Amz-Expires, both counted from the instant of signing:
+        # never past `until`, however long the checks above took.
+        signed_at = datetime.now(UTC).replace(microsecond=0)
+        seconds = max(1, int(min(until - signed_at, self.redirect_ttl).total_seconds()))
         return presigner.url(
             self._key(key),
             credentials=Credentials(frozen.access_key, frozen.secret_key, frozen.token),
             expires_in=seconds,
-            now=datetime.now(UTC),
+            now=signed_at,
             params=params,
         )
 

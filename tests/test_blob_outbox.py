@@ -16,7 +16,7 @@ from lapse.db.leases import LeaseRepository
 from lapse.db.models import ApiKey, File
 from lapse.db.session import transaction
 from lapse.files import service as files_service
-from lapse.files.repository import IntentRepository
+from lapse.files.repository import IntentRepository, known_keys
 from lapse.runtime import Runtime
 from lapse.storage import new_key
 from lapse.sweeper import ORPHAN_AGE, SAFETY_NET, SCAN_EVERY, STALE_AFTER, sweep_once
@@ -270,7 +270,7 @@ async def test_the_safety_net_reads_the_listing_a_page_at_a_time(
         made.append(key)
     pages = [page async for page in runtime.storage.scan()]
     checked: list[int] = []
-    known = sweeper.known_keys
+    known = known_keys
 
     async def counted(session: object, page_keys: list[str]) -> set[str]:
         checked.append(len(page_keys))

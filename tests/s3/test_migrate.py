@@ -3,6 +3,7 @@
 interrupted run finished by the next, damaged and missing blobs reported, bad targets refused in one line, and the
 old links served from the bucket once the setting is switched."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -138,11 +139,11 @@ async def test_damaged_and_missing_local_blobs_are_reported_and_no_object_is_lef
     bent, bent_blob = await upload(alice, blobs, os.urandom(PART_SIZE + MiB), "bent.bin")  # aborted mid-multipart
     small, small_blob = await upload(alice, blobs, os.urandom(3000), "short.bin")
     gone, gone_blob = await upload(alice, blobs, os.urandom(100), "gone.bin")
-    with bent_blob.open("r+b") as file:  # one byte changed, the size kept: only the sha256 can tell
-        file.seek(PART_SIZE + 10)
-        byte = file.read(1)
-        file.seek(PART_SIZE + 10)
-        file.write(bytes([byte[0] ^ 1]))
+    with bent_blob.open("r+b") as handle:  # one byte changed, the size kept: only the sha256 can tell
+        handle.seek(PART_SIZE + 10)
+        byte = handle.read(1)
+        handle.seek(PART_SIZE + 10)
+        handle.write(bytes([byte[0] ^ 1]))
     small_blob.write_bytes(small_blob.read_bytes()[:-1])  # a byte short
     gone_blob.unlink()
 
@@ -239,7 +240,7 @@ async def test_a_bad_target_or_a_store_out_of_reach_is_one_line_and_its_own_exit
         ),
     ]
     for case_env, to, code, start in cases:
-        done = await in_thread(lambda e=case_env, t=to: run(e, "--to", t))
+        done = await in_thread(functools.partial(run, case_env, "--to", to))
         assert (done.returncode, done.stdout) == (code, ""), done.stderr
         assert done.stderr.startswith(start), done.stderr
         assert done.stderr.count("\n") == 1, done.stderr  # one line

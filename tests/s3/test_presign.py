@@ -135,11 +135,14 @@ async def test_storage_presign_forces_headers_and_caps_the_lifetime(
     storage: S3Storage, object_key: tuple[str, bytes], prefix: str
 ) -> None:
     key, data = object_key
-    short = await storage.presign("b" * 32, expires_in=timedelta(seconds=20), filename=NAME, content_type="text/plain")
+    grant_ends = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=20)
+    short = await storage.presign("b" * 32, until=grant_ends, filename=NAME, content_type="text/plain")
     query = dict(parse_qsl(urlsplit(short).query))
-    assert query["X-Amz-Expires"] == "20"  # the grant's life, when shorter than LAPSE_REDIRECT_TTL
+    signed = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    assert signed + timedelta(seconds=int(query["X-Amz-Expires"])) == grant_ends  # the grant's end, when sooner
     assert query["response-content-type"] == "text/plain"
-    long = await storage.presign("b" * 32, expires_in=timedelta(hours=1), filename=NAME, content_type="text/plain")
+    later = datetime.now(UTC) + timedelta(hours=1)
+    long = await storage.presign("b" * 32, until=later, filename=NAME, content_type="text/plain")
     assert dict(parse_qsl(urlsplit(long).query))["X-Amz-Expires"] == "60"  # LAPSE_REDIRECT_TTL
     async with httpx.AsyncClient() as plain:
         got = await plain.get(long)

@@ -12,6 +12,7 @@ download's own path when Lapse sent the bytes, else the object's path at the sto
 import asyncio
 import hashlib
 import os
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from lapse.storage.base import SMALL_BLOB
 from tests.process import LapseServer, fresh_database
 from tests.s3.conftest import BUCKET, s3_client
 from tests.s3.forwarder import ForwarderThread
-from tests.s3.rgw import Rgw, RgwCluster
+from tests.s3.rgw import Rgw
 from tests.server.api import bearer, eventually, fresh_client, link_info, share
 from tests.server.nginx import Nginx, StoreProxy
 from tests.server.services import serving
@@ -37,7 +38,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.server]
 SIZE = 3 * 1024 * 1024 + 17  # bigger than a socket buffer, not a multiple of anything
 DATA = os.urandom(SIZE)
 SMALL = os.urandom(SMALL_BLOB // 2)  # kept in Lapse's memory once read: no store call before counting
-PREFIX = "accel/"
+PREFIX = f"accel-{secrets.token_hex(4)}/"  # this module's own, in the worker's shared RGW
 SECRET_HEADERS = ("authorization", "cookie", "lapse-grant", "if-range", "if-match", "if-none-match")
 
 
@@ -56,13 +57,10 @@ class Proxied:
 
 
 @pytest.fixture(scope="module")
-def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
+def proxied(tmp_path_factory: pytest.TempPathFactory, rgw: Rgw) -> Iterator[Proxied]:
     root = tmp_path_factory.mktemp("accel-s3")
-    cluster = RgwCluster(root / "rgw")
-    rgw = cluster.start()
     line = store = None
     try:
-        s3_client(rgw).create_bucket(Bucket=BUCKET)
         line, store = ForwarderThread(rgw.port), ForwarderThread(rgw.port, record=True)
         line.start()
         store.start()
@@ -96,7 +94,6 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
         for forwarder in (line, store):
             if forwarder is not None:
                 forwarder.close()
-        cluster.stop()
 
 
 async def shared_file(proxied: Proxied, data: bytes = DATA, **link: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 
 from lapse.logs import RedactTokens
 from lapse.runtime import Runtime
-from lapse.sweeper import sweep_once
+from lapse.sweeper import ORPHAN_AGE, sweep_once
 from tests.helpers import STORAGE_MATRIX, ApiClient, stored_files
 
 pytestmark = pytest.mark.anyio
@@ -130,7 +130,7 @@ async def test_sweeper_passes_over_files_it_did_not_make(alice: ApiClient, runti
     foreign.write_bytes(b"not ours")
     orphan = shard / ("ab" + "0" * 30)
     orphan.write_bytes(b"ours, orphaned")
-    old = time.time() - 7200
+    old = time.time() - (ORPHAN_AGE + timedelta(hours=1)).total_seconds()  # old enough for the safety net
     for path in (foreign, orphan):
         os.utime(path, (old, old))
     report = await sweep_once(runtime.sessions, runtime.storage, grace=timedelta(hours=1))

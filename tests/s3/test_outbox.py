@@ -66,7 +66,7 @@ def parts_sent(s3: Any, prefix: str) -> bool:
 def paused_body(first: bytes, rest: bytes, pause: Callable[[], Awaitable[None]]) -> AsyncIterator[bytes]:
     async def body() -> AsyncIterator[bytes]:
         yield first
-        await pause()  # the first part has gone up: the uploader sends it before asking for more
+        await pause()  # the first part is on its way: the uploader sends it while it receives the next
         yield rest
 
     return body()
@@ -156,6 +156,7 @@ async def test_an_upload_has_an_intent_while_it_runs_and_none_after(
         seen: list[tuple[Keys, set[str]]] = []
 
         async def look() -> None:
+            await eventually(lambda: parts_sent(s3, prefix))  # the part travels while the body goes on
             seen.append((await keys(runtime.sessions), unfinished(s3, prefix)))
 
         body = paused_body(os.urandom(PART_SIZE), os.urandom(1000), look)
@@ -177,6 +178,7 @@ async def test_a_failed_upload_leaves_no_intent_no_object_and_no_parts(
         seen: list[set[str]] = []
 
         async def look() -> None:
+            await eventually(lambda: parts_sent(s3, prefix))  # the part travels while the body goes on
             seen.append(unfinished(s3, prefix))
 
         rest = os.urandom(s3_settings.max_upload_size)
@@ -200,7 +202,11 @@ async def test_an_upload_whose_intent_the_sweeper_took_is_aborted_and_not_kept(
             assert (await sweep_once(runtime.sessions, runtime.storage, grace=HOUR, now=later)).intents == 1
             assert unfinished(s3, prefix) == set()  # aborted under the upload's feet
 
-        body = paused_body(os.urandom(PART_SIZE), os.urandom(1000), sweep_as_if_much_later)
+        async def once_a_part_is_up() -> None:
+            await eventually(lambda: parts_sent(s3, prefix))  # the part travels while the body goes on
+            await sweep_as_if_much_later()
+
+        body = paused_body(os.urandom(PART_SIZE), os.urandom(1000), once_a_part_is_up)
         response = await alice.request("PUT", "/api/v1/files/slow.bin", content=body)
         assert response.status_code == 503, response.text
         small = paused_body(b"a", b"b", sweep_as_if_much_later)  # one PutObject, after its intent was taken

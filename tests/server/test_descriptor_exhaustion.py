@@ -65,6 +65,9 @@ async def test_downloads_out_of_descriptors_are_refused_or_aborted_and_counted_e
 
         async with fresh_client(starved.url) as api:
             after = await link_info(api, starved.key, link["id"])
-            assert after["downloads"] == served + len(aborted), outcomes  # a 503 counts nothing
+            # A 503 counts nothing; an answer reset after its status line was counted. One reset before any status
+            # line may have been counted (the answer could not start) or not (the connection could not be taken).
+            unanswered = sum(1 for t in aborted if t.status is None)
+            assert served + len(aborted) - unanswered <= after["downloads"] <= served + len(aborted), outcomes
             # Once the stampede is over, the server has its descriptors back.
             assert (await api.get(link["path"])).content == data

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from botocore.loaders import JSONFileLoader
-from pydantic import AnyHttpUrl, SecretStr
+from pydantic import SecretStr
 from starlette.types import ASGIApp
 
 from lapse.app import create_app
@@ -26,7 +26,7 @@ from lapse.runtime import Runtime, open_runtime
 from lapse.settings import Settings
 from tests.databases import TEMPLATES, Templates, empty_tables, migrated_postgres, migrated_sqlite, run_isolated
 from tests.helpers import TEST_SECRET, ApiClient, Browser, Store, new_key
-from tests.s3.conftest import BUCKET, PART_SIZE, s3_client
+from tests.s3.conftest import BUCKET, s3_client, s3_settings_for
 from tests.s3.rgw import Rgw, RgwCluster
 
 REDIS_URL = os.environ.get("LAPSE_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -147,16 +147,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str, 
     rgw: Rgw = request.getfixturevalue("rgw")
     request.getfixturevalue("aws_env")
     key_prefix: str = request.getfixturevalue("prefix")
-    return made.model_copy(
-        update={
-            "storage_url": f"s3://{BUCKET}/{key_prefix}",
-            "s3_endpoint": AnyHttpUrl(rgw.endpoint),
-            "s3_region": rgw.region,
-            "s3_path_style": True,
-            "s3_part_size": PART_SIZE,
-            "delivery": "redirect" if storage_mode == "s3-redirect" else "inline",
-        }
-    )
+    delivery = "redirect" if storage_mode == "s3-redirect" else "inline"
+    return s3_settings_for(made, rgw, key_prefix, delivery=delivery)
 
 
 @pytest.fixture

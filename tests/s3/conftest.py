@@ -67,9 +67,8 @@ async def storage(rgw: Rgw, aws_env: None, prefix: str) -> AsyncIterator[S3Stora
         await made.aclose()
 
 
-@pytest.fixture
-def s3_settings(settings: Settings, rgw: Rgw, aws_env: None, prefix: str) -> Settings:
-    """The tests' usual settings (SQLite and PostgreSQL), with blobs in the RGW bucket under a fresh prefix."""
+def s3_settings_for(settings: Settings, rgw: Rgw, prefix: str, **more: Any) -> Settings:
+    """`settings` with blobs in the RGW bucket under `prefix` (and any other setting in `more`)."""
     return settings.model_copy(
         update={
             "storage_url": f"s3://{BUCKET}/{prefix}",
@@ -77,6 +76,12 @@ def s3_settings(settings: Settings, rgw: Rgw, aws_env: None, prefix: str) -> Set
             "s3_region": rgw.region,
             "s3_path_style": True,
             "s3_part_size": PART_SIZE,
-            "max_upload_size": 16 * 1024 * 1024,
+            **more,
         }
     )
+
+
+@pytest.fixture
+def s3_settings(settings: Settings, rgw: Rgw, aws_env: None, prefix: str) -> Settings:
+    """The tests' usual settings (SQLite and PostgreSQL), with blobs in the RGW bucket under a fresh prefix."""
+    return s3_settings_for(settings, rgw, prefix, max_upload_size=16 * 1024 * 1024)

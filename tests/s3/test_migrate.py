@@ -16,12 +16,11 @@ import anyio.to_thread
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from pydantic import AnyHttpUrl
 
 from lapse.app import create_app
 from lapse.settings import Settings
 from tests.helpers import ApiClient, stored_files
-from tests.s3.conftest import BUCKET, PART_SIZE
+from tests.s3.conftest import BUCKET, PART_SIZE, s3_settings_for
 from tests.s3.rgw import Rgw, free_port
 
 pytestmark = pytest.mark.anyio
@@ -81,18 +80,6 @@ def objects(s3: Any, prefix: str) -> dict[str, bytes]:
 def incomplete_uploads(s3: Any, prefix: str) -> list[str]:
     uploads = s3.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix).get("Uploads", [])
     return [upload["Key"].removeprefix(prefix) for upload in uploads]
-
-
-def s3_settings_for(settings: Settings, rgw: Rgw, prefix: str) -> Settings:
-    return settings.model_copy(
-        update={
-            "storage_url": f"s3://{BUCKET}/{prefix}",
-            "s3_endpoint": AnyHttpUrl(rgw.endpoint),
-            "s3_region": rgw.region,
-            "s3_path_style": True,
-            "s3_part_size": PART_SIZE,
-        }
-    )
 
 
 async def test_every_blob_goes_up_under_its_key_a_rerun_skips_them_and_the_old_links_serve_from_s3(

@@ -13,12 +13,14 @@ from tests.helpers import stored_files
 
 __all__ = [
     "bearer",
+    "downloads_counted",
     "eventually",
     "fresh_client",
     "link_info",
     "list_files",
     "read_response_head",
     "share",
+    "shared_link",
     "stored_files",
 ]
 
@@ -51,6 +53,19 @@ async def link_info(client: httpx.AsyncClient, key: str, link_id: str) -> dict[s
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def shared_link(base_url: str, key: str, data: bytes, **link: Any) -> dict[str, Any]:
+    """`share` from a client of its own: the new link, with its `path`."""
+    async with fresh_client(base_url) as client:
+        shared: dict[str, Any] = (await share(client, key, data, "data.bin", **link))["link"]
+        return shared
+
+
+async def downloads_counted(base_url: str, key: str, link: dict[str, Any]) -> int:
+    async with fresh_client(base_url) as client:
+        count: int = (await link_info(client, key, link["id"]))["downloads"]
+        return count
 
 
 async def list_files(client: httpx.AsyncClient, key: str) -> list[dict[str, Any]]:

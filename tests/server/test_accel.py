@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.process import LapseServer, fresh_database
-from tests.server.api import bearer, fresh_client, link_info, share, stored_files
+from tests.server.api import bearer, downloads_counted, fresh_client, share, shared_link, stored_files
 from tests.server.nginx import Nginx
 from tests.server.services import serving
 
@@ -62,15 +62,11 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
 
 
 async def shared_file(proxied: Proxied, **link: Any) -> dict[str, Any]:
-    async with fresh_client(proxied.url) as client:
-        shared: dict[str, Any] = (await share(client, proxied.key, DATA, "data.bin", **link))["link"]
-        return shared
+    return await shared_link(proxied.url, proxied.key, DATA, **link)
 
 
 async def downloads(proxied: Proxied, link: dict[str, Any]) -> int:
-    async with fresh_client(proxied.url) as client:
-        count: int = (await link_info(client, proxied.key, link["id"]))["downloads"]
-        return count
+    return await downloads_counted(proxied.url, proxied.key, link)
 
 
 async def answered_by(proxied: Proxied, path: str, count: int) -> list[str]:

@@ -29,7 +29,7 @@ from tests.process import LapseServer, fresh_database
 from tests.s3.conftest import BUCKET, s3_client
 from tests.s3.forwarder import ForwarderThread
 from tests.s3.rgw import Rgw
-from tests.server.api import bearer, eventually, fresh_client, link_info, share
+from tests.server.api import bearer, downloads_counted, eventually, fresh_client, shared_link
 from tests.server.nginx import Nginx, StoreProxy
 from tests.server.services import serving
 
@@ -97,15 +97,11 @@ def proxied(tmp_path_factory: pytest.TempPathFactory, rgw: Rgw) -> Iterator[Prox
 
 
 async def shared_file(proxied: Proxied, data: bytes = DATA, **link: Any) -> dict[str, Any]:
-    async with fresh_client(proxied.url) as client:
-        shared: dict[str, Any] = (await share(client, proxied.key, data, "data.bin", **link))["link"]
-        return shared
+    return await shared_link(proxied.url, proxied.key, data, **link)
 
 
 async def downloads(proxied: Proxied, link: dict[str, Any]) -> int:
-    async with fresh_client(proxied.url) as client:
-        count: int = (await link_info(client, proxied.key, link["id"]))["downloads"]
-        return count
+    return await downloads_counted(proxied.url, proxied.key, link)
 
 
 async def answered_by(proxied: Proxied, path: str, count: int) -> list[str]:

@@ -6,8 +6,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from lapse.web.render import CSP
+from lapse.web.routes import LINKS_PER_FILE
 from tests.helpers import ApiClient
 from tests.web.helpers import Browser
 
@@ -217,3 +220,25 @@ async def test_an_uploaded_page_never_runs_on_our_origin(alice_web: Browser, ali
         assert served.headers["content-type"] == "application/octet-stream"
         assert served.headers["content-disposition"].startswith("attachment;")
         assert served.headers["content-security-policy"] == "sandbox"
+
+
+async def test_the_page_reads_every_files_links_in_one_query(alice_web: Browser, alice: ApiClient) -> None:
+    many = await alice.upload(b"many", name="many.txt")
+    made = [(await alice.link(many["id"]))["id"] for _ in range(LINKS_PER_FILE + 2)]
+    one = await alice.upload(b"one", name="one.txt")
+    single = (await alice.link(one["id"]))["id"]
+    await alice.upload(b"none", name="none.txt")
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        page = (await alice_web.get("/")).text
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert len([s for s in statements if re.search(r"\bFROM links\b", s)]) == 1, statements
+    shown = re.findall(r"/ui/links/([A-Za-z0-9_-]+)/revoke", page)
+    assert set(shown) == {*made[2:], single}  # the newest LINKS_PER_FILE of each, the two oldest left out
+    assert f"Showing the newest {LINKS_PER_FILE} links." in page

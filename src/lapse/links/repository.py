@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Select, bindparam, case, insert, literal_column, or_, select, update
+from sqlalchemy import Integer, Select, bindparam, case, func, insert, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lapse.db.base import UTCDateTime
@@ -67,6 +67,18 @@ class LinkRepository:
         stmt = page_statement(owner_id=owner_id, file_id=file_id, cursor=cursor, limit=limit)
         return (await self.session.execute(stmt)).scalars().all()
 
+    async def newest_per_file(
+        self, file_ids: Sequence[str], *, owner_id: str | None, limit: int
+    ) -> dict[str, list[Link]]:
+        """The newest `limit` links of each file (newest first), in one query for a page of files."""
+        newest: dict[str, list[Link]] = {file_id: [] for file_id in file_ids}
+        if file_ids:
+            stmt = newest_per_file_statement(file_ids, owner_id=owner_id, limit=limit)
+            for link in (await self.session.execute(stmt)).scalars():
+                if link.file_id is not None:  # always, by the query: the column is nullable for deleted files
+                    newest[link.file_id].append(link)
+        return newest
+
     async def find_by_token(self, token_hash: str) -> tuple[Link, File | None] | None:
         row = (await self.session.execute(FIND_BY_TOKEN, {"token_hash": token_hash})).one_or_none()
         return None if row is None else (row[0], row[1])
@@ -94,3 +106,17 @@ def page_statement(*, owner_id: str | None, file_id: str | None, cursor: str | N
     if file_id is not None:
         stmt = stmt.where(Link.file_id == file_id)
     return page(stmt, created_at=Link.created_at, row_id=Link.id, cursor=cursor, limit=limit)
+
+
+def newest_per_file_statement(file_ids: Sequence[str], *, owner_id: str | None, limit: int) -> Select[Link]:
+    """Each file's newest `limit` links, ranked within the file by a window over its (file_id, created_at, id)
+    index; newest first within each file."""
+    order = (Link.created_at.desc(), Link.id.desc())
+    rank = func.row_number().over(partition_by=Link.file_id, order_by=order).label("rank")
+    ranked = select(Link.id, rank).where(Link.file_id.in_(file_ids))
+    if owner_id is not None:
+        ranked = ranked.where(Link.owner_id == owner_id)
+    chosen = ranked.subquery()
+    return (
+        select(Link).join(chosen, chosen.c.id == Link.id).where(chosen.c.rank <= limit).order_by(Link.file_id, *order)
+    )

@@ -10,7 +10,7 @@ from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lapse import metrics
-from lapse.db.models import ApiKey, Link
+from lapse.db.models import ApiKey, File, Link
 from lapse.errors import Gone, GoneReason, InvalidInput, NotFound
 from lapse.files import service as files_service
 from lapse.links.repository import LinkRepository
@@ -163,6 +163,15 @@ async def list_links(
         await files_service.get_file(session, owner=owner, file_id=file_id)
     repo = LinkRepository(session)
     return await repo.page(owner_id=files_service.owner_scope(owner), file_id=file_id, cursor=cursor, limit=limit)
+
+
+async def newest_links_of_files(
+    session: AsyncSession, *, owner: ApiKey, files: Sequence[File], limit: int
+) -> dict[str, list[Link]]:
+    """The newest `limit` links of each of `files` (the owner's, as listed for them), in one query."""
+    repo = LinkRepository(session)
+    ids = [file.id for file in files]
+    return await repo.newest_per_file(ids, owner_id=files_service.owner_scope(owner), limit=limit)
 
 
 async def update_link(

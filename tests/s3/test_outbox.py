@@ -159,6 +159,8 @@ async def test_an_upload_has_an_intent_while_it_runs_and_none_after(
         seen: list[tuple[Keys, set[str]]] = []
 
         async def look() -> None:
+            with anyio.fail_after(60):  # the first part goes up in a task of its own: wait until it has begun
+                await eventually(lambda: bool(unfinished(s3, prefix)))
             seen.append((await keys(runtime.sessions), unfinished(s3, prefix)))
 
         body = paused_body(os.urandom(PART_SIZE), os.urandom(1000), look)
@@ -180,6 +182,8 @@ async def test_a_failed_upload_leaves_no_intent_no_object_and_no_parts(
         seen: list[set[str]] = []
 
         async def look() -> None:
+            with anyio.fail_after(60):  # the first part goes up in a task of its own: wait until it has begun
+                await eventually(lambda: bool(unfinished(s3, prefix)))
             seen.append(unfinished(s3, prefix))
 
         rest = os.urandom(s3_settings.max_upload_size)

@@ -37,8 +37,11 @@ Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
 S3_MIN_PART = 5 * 1024**2  # S3 refuses smaller parts (but the last)
 S3_MAX_PART = 5 * 1024**3
 S3_MAX_PARTS = 10_000  # parts in one multipart upload
+MAX_EXPIRES = 7 * 24 * 3600  # seconds: the longest presigned URL S3 signs
 # S3's rules for a bucket's name (lower case, digits, dots, hyphens; 3 to 63 characters)
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# A region name as the client library takes it (a host label, not all digits); it refuses others deep inside.
+_REGION = re.compile(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,9 @@ def parse_storage_url(value: str) -> StorageLocation:
         if url.query or url.fragment or "//" in url.path:
             raise ValueError(f"s3://bucket/prefix takes no query, fragment or empty folder (got {value!r})")
         prefix = url.path.strip("/")
+        if any(folder in (".", "..") for folder in prefix.split("/")):
+            # Clients resolve them in a URL's path (a browser following a redirect, nginx): not the object signed
+            raise ValueError(f"s3://bucket/prefix takes no . or .. folder (got {value!r})")
         return StorageLocation(scheme="s3", bucket=url.netloc, prefix=f"{prefix}/" if prefix else "")
     raise ValueError(f"must be file:///path or s3://bucket/prefix (got {value!r})")
 
@@ -111,6 +117,20 @@ class Settings(BaseSettings):
     def _storage_url(cls, value: str) -> str:
         if value:
             parse_storage_url(value)
+        return value
+
+    @field_validator("redirect_ttl")
+    @classmethod
+    def _presignable(cls, value: timedelta) -> timedelta:
+        if value > timedelta(seconds=MAX_EXPIRES):  # else every redirect under a grant that long fails with a 500
+            raise ValueError("must be at most 7 days: S3 refuses to presign a URL for longer")
+        return value
+
+    @field_validator("s3_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not _REGION.fullmatch(value):
+            raise ValueError(f"must be a region name such as eu-west-1 (got {value!r})")
         return value
 
     @field_validator("default_ttl", "max_ttl", "grant_ttl", "sweep_interval", "redirect_ttl")

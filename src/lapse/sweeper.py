@@ -10,8 +10,9 @@ Four passes, each safe on every replica at once:
    while bytes flow; an intent whose heartbeat is older than `stale_after` belongs to a process that died. It is
    turned into a tombstone (one transaction, so an upload finishing at that instant either got there first or
    gives up), and the storage under its key aborted: an unfinished multipart upload, a temp file, the blob.
-3. Tombstones. Each due tombstone's blob is deleted (a missing one is fine), then the tombstone; a delete that
-   fails leaves it for the next pass. A crash between a row's DELETE and its blob's loses nothing.
+3. Tombstones. Whatever each due tombstone's key holds is removed (`abandon`: the blob, and an unfinished upload,
+   since a tombstone may stand for an upload whose abort failed; a missing one is fine), then the tombstone; a
+   removal that fails leaves it for the next pass. A crash between a row's DELETE and its blob's loses nothing.
 4. The safety net: a listing of the whole storage, page by page, each page checked against the database with one
    query. It deletes only what no file, intent or tombstone names and that is older than `orphan_age` (what an
    older version, a restored backup or a lost tombstone left). It is rare and runs on one replica: a lease row
@@ -145,13 +146,15 @@ async def _abort_stale_intents(
 
 
 async def _empty_outbox(sessions: async_sessionmaker[AsyncSession], storage: Storage, *, now: datetime) -> int:
-    """Delete the blobs of due tombstones, then the tombstones; how many."""
+    """Remove what the keys of due tombstones hold, then the tombstones; how many. `abandon` rather than `delete`:
+    a tombstone may stand for an upload (a stale intent, or one the store cut off) whose abort failed, and its
+    unfinished multipart upload must go too."""
     deleted = 0
     after = ""
     while True:
         async with reading(sessions) as session:
             keys = await TombstoneRepository(session).due(now=now, after=after, limit=OUTBOX_BATCH)
-        done = [key for key in keys if await _try(storage.delete, key)]
+        done = [key for key in keys if await _try(storage.abandon, key)]
         async with transaction(sessions) as session:
             await TombstoneRepository(session).remove(done)
         deleted += len(done)

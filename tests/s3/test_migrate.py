@@ -148,6 +148,23 @@ async def test_damaged_and_missing_local_blobs_are_reported_and_no_object_is_lef
     assert incomplete_uploads(s3, prefix) == []  # the damaged blob's parts were aborted
 
 
+async def test_a_local_blob_that_cannot_be_read_is_reported_and_the_others_copied(
+    settings: Settings, alice: ApiClient, blobs: Path, rgw: Rgw, aws_env: None, s3: Any, prefix: str
+) -> None:
+    _, good_blob = await upload(alice, blobs, os.urandom(1000), "good.bin")
+    odd, odd_blob = await upload(alice, blobs, os.urandom(1000), "odd.bin")  # newest: copied first
+    odd_blob.unlink()
+    odd_blob.mkdir()  # there, but not a file that reads (as one without permission, or on a failing disk)
+
+    done = await in_thread(lambda: run(environment(settings, rgw), "--to", f"s3://{BUCKET}/{prefix}"))
+    assert done.returncode == 10, done.stderr
+    lines = done.stderr.strip().splitlines()
+    said = f"lapse: file {odd['id']} (odd.bin): its blob {odd_blob.name} cannot be read (Is a directory); not copied."
+    assert said in lines
+    assert lines[-1] == "Copied 1 (1000 B), skipped 0 already there, 0 missing locally, 0 damaged, 1 unreadable."
+    assert objects(s3, prefix) == {good_blob.name: good_blob.read_bytes()}
+
+
 async def test_an_interrupted_run_leaves_no_partial_object_and_the_next_run_finishes(
     settings: Settings, alice: ApiClient, blobs: Path, rgw: Rgw, aws_env: None, s3: Any, prefix: str
 ) -> None:

@@ -17,6 +17,7 @@ from asgi_lifespan import LifespanManager
 
 from lapse.app import create_app
 from lapse.db.base import utc_now
+from lapse.db.leases import LeaseRepository
 from lapse.db.models import ApiKey, File
 from lapse.db.session import transaction
 from lapse.files import service as files_service
@@ -24,12 +25,14 @@ from lapse.files.repository import IntentRepository
 from lapse.runtime import Runtime, open_runtime
 from lapse.settings import Settings
 from lapse.storage import new_key
-from lapse.sweeper import ORPHAN_AGE, STALE_AFTER, sweep_once
+from lapse.sweeper import ORPHAN_AGE, SAFETY_NET, STALE_AFTER, sweep_once
 from tests.helpers import ApiClient
 from tests.helpers import new_key as new_api_key
 from tests.outbox import Keys, keys
 from tests.process import LapseServer, query
 from tests.s3.conftest import BUCKET, PART_SIZE
+from tests.s3.forwarder import Forwarder
+from tests.s3.rgw import Rgw
 from tests.server.api import eventually
 
 pytestmark = pytest.mark.anyio
@@ -250,3 +253,74 @@ async def test_the_safety_net_removes_old_orphans_on_the_lease_holder_a_page_at_
         assert (report.scanned, report.orphans, report.temp_files) == (True, 5, 1)
         assert objects(s3, prefix) == {kept, "notes.txt"}
         assert unfinished(s3, prefix) == {in_flight}
+
+
+async def hand_the_safety_net_elsewhere(runtime: Runtime) -> None:
+    """Another replica holds the safety net's lease for a day: a pass here lists nothing (these tests are about
+    intents and tombstones, and a listing while the store is away would fail the pass)."""
+    now = utc_now()
+    async with transaction(runtime.sessions) as session:
+        assert await LeaseRepository(session).take(SAFETY_NET, holder="elsewhere", now=now, until=now + 30 * HOUR)
+
+
+async def test_an_upload_the_sweeper_could_not_abort_is_aborted_by_its_next_pass(
+    s3_settings: Settings, s3: Any, prefix: str, rgw: Rgw
+) -> None:
+    """A stale intent whose abort fails (the store away) becomes a tombstone; the next pass must still abort the
+    unfinished multipart upload under its key, not only delete an object there."""
+    line = Forwarder(rgw.port)
+    await line.start()
+    settings = s3_settings.model_copy(update={"s3_endpoint": line.endpoint})
+    try:
+        async with open_runtime(settings) as runtime:
+            await hand_the_safety_net_elsewhere(runtime)
+            dead = new_key()  # its process died mid-upload: an intent, and parts in the store
+            async with transaction(runtime.sessions) as session:
+                await IntentRepository(session).add(dead, now=utc_now())
+            started = s3.create_multipart_upload(Bucket=BUCKET, Key=prefix + dead)
+            s3.upload_part(Bucket=BUCKET, Key=prefix + dead, UploadId=started["UploadId"], PartNumber=1, Body=b"x")
+            later = utc_now() + STALE_AFTER + HOUR
+
+            await line.stop()
+            away = await sweep_once(runtime.sessions, runtime.storage, grace=HOUR, now=later)
+            assert (away.intents, away.tombstones) == (0, 0)
+            assert await keys(runtime.sessions) == Keys(files=set(), intents=set(), tombstones={dead})
+
+            await line.start()
+            back = await sweep_once(runtime.sessions, runtime.storage, grace=HOUR, now=later)
+            assert back.tombstones == 1
+            assert await keys(runtime.sessions) == NOTHING
+        assert unfinished(s3, prefix) == set()
+    finally:
+        await line.stop()
+
+
+async def test_an_upload_the_store_cut_off_leaves_nothing_after_the_next_sweep(
+    s3_settings: Settings, s3: Any, prefix: str, rgw: Rgw
+) -> None:
+    """The store goes away mid-upload: the upload answers 503 and its abort cannot reach the store either. Its key
+    must not be forgotten: the next pass, once the store is back, aborts the parts left there."""
+    line = Forwarder(rgw.port)
+    await line.start()
+    settings = s3_settings.model_copy(update={"s3_endpoint": line.endpoint})
+    try:
+        async with app_client(settings) as (runtime, alice):
+            await hand_the_safety_net_elsewhere(runtime)
+
+            async def cut() -> None:
+                with anyio.fail_after(60):
+                    await eventually(lambda: parts_sent(s3, prefix))
+                await line.stop()
+
+            body = paused_body(os.urandom(PART_SIZE), os.urandom(PART_SIZE), cut)
+            response = await alice.request("PUT", "/api/v1/files/cut.bin", content=body)
+            assert response.status_code == 503, response.text
+            assert len(unfinished(s3, prefix)) == 1  # the abort did not reach the store either
+
+            await line.start()
+            await sweep_once(runtime.sessions, runtime.storage, grace=HOUR)
+            assert await keys(runtime.sessions) == NOTHING
+        assert unfinished(s3, prefix) == set()
+        assert objects(s3, prefix) == set()
+    finally:
+        await line.stop()

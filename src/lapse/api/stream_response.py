@@ -1,9 +1,14 @@
 """Sending a blob that the storage streams (no local file to hand to the server): whole, or one judged range."""
 
+import logging
+
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from lapse.errors import Unavailable
 from lapse.storage import OpenBlob
+
+logger = logging.getLogger("lapse.download")
 
 
 class StreamedBlobResponse(Response):
@@ -24,8 +29,15 @@ class StreamedBlobResponse(Response):
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             if self.end >= self.start:
-                async for piece in self.blob.chunks(self.start, self.end):
-                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+                try:
+                    async for piece in self.blob.chunks(self.start, self.end):
+                        await send({"type": "http.response.body", "body": piece, "more_body": True})
+                except Unavailable:
+                    # The storage failed with the headers out (logged where it failed): there is no answer left to
+                    # give, and no crash to report. The answer stays unfinished, so the server cuts the connection
+                    # (lapse.zerocopy: a reset), and the grant resumes the transfer.
+                    logger.warning("download.stream_cut range=%d-%d", self.start, self.end)
+                    return
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             self.blob.close()

@@ -2,7 +2,7 @@
 
 Exit codes: 0 every blob is in the bucket (blobs missing from the folder are reported, not fatal); 2 a bad option or
 setting; 3 a store that cannot be reached (nothing lost: run again); 10 some local blobs differ from their recorded
-sha256 (reported, not copied); 130 interrupted (run again to resume).
+sha256 or cannot be read (reported, not copied); 130 interrupted (run again to resume).
 """
 
 from pathlib import Path
@@ -111,15 +111,20 @@ def storage_migrate(
             f"lapse: {_named(blob)}: the local bytes differ from the sha256 recorded at upload; not copied.",
             soft_wrap=True,
         )
+    for blob, why in report.unreadable:
+        err.print(
+            f"lapse: {_named(blob)}: its blob {blob.key} cannot be read ({escape(why)}); not copied.", soft_wrap=True
+        )
     if report.replaced:
         what = "object" if report.replaced == 1 else "objects"
         err.print(f"{report.replaced} {what} in the bucket held other bytes than their file's; copied again.")
+    unreadable = f", {len(report.unreadable)} unreadable" if report.unreadable else ""
     err.print(
         f"Copied {report.copied} ({human_size(report.copied_bytes)}), skipped {report.skipped} already there, "
-        f"{len(report.missing)} missing locally, {len(report.damaged)} damaged.",
+        f"{len(report.missing)} missing locally, {len(report.damaged)} damaged{unreadable}.",
         soft_wrap=True,
     )
-    if report.damaged:
+    if report.damaged or report.unreadable:
         raise typer.Exit(EXIT_VERIFICATION)
 
 

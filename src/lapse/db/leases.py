@@ -18,22 +18,14 @@ class LeaseRepository:
         upsert, so of two replicas asking at once exactly one gets it (SQLite serialises writers; PostgreSQL's
         ON CONFLICT re-checks the WHERE on the row it locked)."""
         table = Lease.__table__
-        values = {"name": name, "holder": holder, "until": until}
-        stmt: Insert
-        if self.session.get_bind().dialect.name == "postgresql":
-            pg = postgresql.insert(Lease).values(values)
-            stmt = pg.on_conflict_do_update(
-                index_elements=[table.c.name],
-                set_={"holder": pg.excluded.holder, "until": pg.excluded.until},
-                where=table.c.until <= now,
-            )
-        else:
-            lite = sqlite.insert(Lease).values(values)
-            stmt = lite.on_conflict_do_update(
-                index_elements=[table.c.name],
-                set_={"holder": lite.excluded.holder, "until": lite.excluded.until},
-                where=table.c.until <= now,
-            )
+        # The same upsert on both: only the dialect's INSERT construct (which carries ON CONFLICT) differs.
+        insert = postgresql.insert if self.session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        upsert = insert(Lease).values(name=name, holder=holder, until=until)
+        stmt: Insert = upsert.on_conflict_do_update(
+            index_elements=[table.c.name],
+            set_={"holder": upsert.excluded.holder, "until": upsert.excluded.until},
+            where=table.c.until <= now,
+        )
         result = await self.session.execute(stmt)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 

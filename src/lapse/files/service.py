@@ -62,17 +62,18 @@ async def upload(
     """Durable before visible, and nothing left behind: an intent naming the key is committed (in a short
     transaction of its own) before any byte is stored; the blob is stored whole; then the row is added and the
     intent removed in `session`'s transaction, which the caller commits. A failed or cancelled upload has its storage
-    aborted by the backend and its intent removed here; if the process dies, the sweeper finds the stale intent and
-    aborts what the storage holds under its key."""
+    aborted by the backend and its intent removed here, or made a tombstone when the store itself failed (the abort
+    may not have reached it either); if the process dies, the sweeper finds the stale intent and aborts what the
+    storage holds under its key."""
     name = clean_filename(filename)
     key = new_key()
     async with transaction(sessions) as short:
         await IntentRepository(short).add(key, now=utc_now())
     try:
         blob = await storage.put(key, _heartbeat(chunks, sessions, key), max_size=max_size)
-    except BaseException:
+    except BaseException as exc:
         with anyio.CancelScope(shield=True):  # a cancelled request still tidies up
-            await _forget_intent(sessions, key)
+            await _forget_intent(sessions, key, store_failed=isinstance(exc, Unavailable))
         raise
     if not await IntentRepository(session).finish(key):
         # The sweeper took the intent for stale and is removing the blob: this upload cannot become a file.
@@ -107,12 +108,15 @@ async def _heartbeat(
         yield chunk
 
 
-async def _forget_intent(sessions: async_sessionmaker[AsyncSession], key: str) -> None:
-    """The intent of an upload whose storage the backend has already aborted. A database that is away now leaves
-    it to the sweeper, which aborts the (empty) key again once the intent is stale."""
+async def _forget_intent(sessions: async_sessionmaker[AsyncSession], key: str, *, store_failed: bool) -> None:
+    """The intent of an upload whose storage the backend has aborted. When the store failed, the abort may have
+    failed as well (or a part, or the whole object, may have landed though its answer was lost): the key becomes a
+    tombstone in the same transaction, and the sweeper's next pass removes what it holds. A database that is away
+    now leaves the intent to the sweeper, which aborts the key once the intent is stale."""
     try:
         async with transaction(sessions) as short:
-            await IntentRepository(short).finish(key)
+            if await IntentRepository(short).finish(key) and store_failed:
+                await TombstoneRepository(short).add(key, due_at=utc_now())
     except Exception:
         logger.warning("upload.intent_left storage_key=%s", key, exc_info=True)
 

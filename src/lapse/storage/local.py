@@ -19,6 +19,7 @@ from lapse.storage.pipeline import pump
 
 TEMP_PREFIX = ".tmp-"
 CHUNK = 512 * 1024  # what one thread hop reads when a blob is streamed rather than sent zero-copy
+SCAN_PAGE = 1000  # blobs per page of a listing (as S3's): one statement checks them, far below its parameter limit
 
 
 class LocalStorage:
@@ -98,12 +99,13 @@ class LocalStorage:
             raise _storage_error(exc) from exc
 
     async def scan(self) -> AsyncIterator[list[BlobInfo]]:
-        """One page per shard folder (keys spread evenly over 256 of them)."""
+        """A shard folder at a time (keys spread evenly over 256 of them), in pages of at most SCAN_PAGE: the
+        sweeper checks each page with one statement, which binds a few parameters per key."""
         shards = await anyio.to_thread.run_sync(self._shards)
         for shard in shards:
-            page = await anyio.to_thread.run_sync(_scan_shard, shard)
-            if page:
-                yield page
+            found = await anyio.to_thread.run_sync(_scan_shard, shard)
+            for start in range(0, len(found), SCAN_PAGE):
+                yield found[start : start + SCAN_PAGE]
 
     def _shards(self) -> list[Path]:
         if not self.root.is_dir():

@@ -59,6 +59,7 @@ class Report:
     replaced: int = 0  # already in the bucket, but with other bytes: copied again (among `copied`)
     missing: list[Blob] = field(default_factory=list)  # no local blob for the row (nothing to copy)
     damaged: list[Blob] = field(default_factory=list)  # the local bytes differ from the row's size or sha256
+    unreadable: list[tuple[Blob, str]] = field(default_factory=list)  # the local blob could not be read: why
 
 
 class Damaged(Exception):
@@ -112,6 +113,10 @@ async def copy_all(
             report.missing.append(blob)
             on_bytes(blob.size)
             continue
+        except OSError as exc:  # a folder, no permission, a disk error: this blob cannot go, the others can
+            report.unreadable.append((blob, exc.strerror or type(exc).__name__))
+            on_bytes(blob.size)
+            continue
         sent = 0
 
         def counted(n: int) -> None:
@@ -127,6 +132,10 @@ async def copy_all(
             on_bytes(blob.size - sent)
             if there is not None:  # an object of another size under its key: not this file's either
                 await target.delete(blob.key)
+            continue
+        except OSError as exc:  # reading the local blob failed part-way (the store's errors are Unavailable)
+            report.unreadable.append((blob, exc.strerror or type(exc).__name__))
+            on_bytes(blob.size - sent)
             continue
         report.copied += 1
         report.copied_bytes += blob.size

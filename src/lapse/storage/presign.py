@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
+from lapse.settings import MAX_EXPIRES  # S3 refuses longer presigned URLs
+
 ALGORITHM = "AWS4-HMAC-SHA256"
-MAX_EXPIRES = 7 * 24 * 3600  # S3 refuses longer presigned URLs
 
 
 @dataclass(frozen=True, slots=True)

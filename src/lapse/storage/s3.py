@@ -96,8 +96,11 @@ class S3Storage:
         if self._client is None:
             async with self._lock:
                 if self._client is None:
-                    made = self._session.create_client("s3", endpoint_url=self.endpoint, config=self._config)
-                    self._client = await self._stack.enter_async_context(made)
+                    # The settings and the credential chain are read here (a profile that does not exist, say):
+                    # Unavailable with the reason, as for a store that does not answer, never a traceback
+                    async with _translated("connect", self.bucket, log=False):
+                        made = self._session.create_client("s3", endpoint_url=self.endpoint, config=self._config)
+                        self._client = await self._stack.enter_async_context(made)
         return self._client
 
     async def put(self, key: str, chunks: AsyncIterable[bytes], *, max_size: int) -> StoredBlob:

@@ -443,8 +443,6 @@ def run_s3(args: argparse.Namespace, root: Path, files: dict[str, Path]) -> dict
     """Lapse on S3: a private one-node Ceph RGW (tests/s3/rgw.py, objects in RAM), Lapse (1 worker, SQLite) with
     LAPSE_DELIVERY=redirect and a second one on the same data with inline, a hello world beside them; the
     baselines are bench/s3client.py talking to the store directly."""
-    import botocore.session  # the `s3` extra's; only this section needs it
-    from botocore.config import Config
     from tests.s3.rgw import RgwCluster, missing_binaries
 
     if missing := missing_binaries():
@@ -460,18 +458,7 @@ def run_s3(args: argparse.Namespace, root: Path, files: dict[str, Path]) -> dict
         store = cluster.start()
         stack.callback(cluster.stop)
         store_pids = list(cluster.processes)
-        s3 = botocore.session.get_session().create_client(
-            "s3",
-            endpoint_url=store.endpoint,
-            region_name=store.region,
-            aws_access_key_id=store.access_key,
-            aws_secret_access_key=store.secret_key,
-            config=Config(
-                s3={"addressing_style": "path"},
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-            ),
-        )
+        s3 = store.plain_client()
         s3.create_bucket(Bucket=S3_BUCKET)
         aws = {
             "AWS_ACCESS_KEY_ID": store.access_key,

@@ -6,9 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import botocore.session
 import pytest
-from botocore.config import Config
 from pydantic import AnyHttpUrl
 
 from lapse.settings import Settings
@@ -21,18 +19,7 @@ PART_SIZE = 5 * 1024 * 1024  # S3's smallest: multipart uploads with few bytes i
 
 def s3_client(store: Rgw) -> Any:
     """A plain (sync) botocore client, to look at the bucket behind the code under test's back."""
-    return botocore.session.get_session().create_client(
-        "s3",
-        endpoint_url=store.endpoint,
-        region_name=store.region,
-        aws_access_key_id=store.access_key,
-        aws_secret_access_key=store.secret_key,
-        config=Config(
-            s3={"addressing_style": "path"},
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        ),
-    )
+    return store.plain_client()
 
 
 def make_storage(

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ACCESS_KEY = "lapse-test"  # the test user's keys: a throw-away store on 127.0.0.1
 SECRET_KEY = "lapse-test-secret"
@@ -35,6 +36,24 @@ class Rgw:
     @property
     def port(self) -> int:
         return int(self.endpoint.rsplit(":", 1)[1])
+
+    def plain_client(self) -> Any:
+        """A plain (sync) botocore client of this store's user, to look at the bucket behind Lapse's back."""
+        import botocore.session  # the `s3` extra's, imported by whoever looks
+        from botocore.config import Config
+
+        return botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(
+                s3={"addressing_style": "path"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
 
 
 def free_port() -> int:

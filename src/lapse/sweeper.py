@@ -136,11 +136,9 @@ async def _abort_stale_intents(
     while True:
         async with transaction(sessions) as session:
             keys = await IntentRepository(session).take_stale(before=before, now=now, limit=OUTBOX_BATCH)
-        done = [key for key in keys if await _try(storage.abandon, key)]
-        async with transaction(sessions) as session:
-            await TombstoneRepository(session).remove(done)
-        aborted += len(done)
-        metrics.SWEPT_INTENTS.inc(len(done))
+        done = await _abandon(sessions, storage, keys)
+        aborted += done
+        metrics.SWEPT_INTENTS.inc(done)
         if len(keys) < OUTBOX_BATCH:
             return aborted
 
@@ -154,14 +152,21 @@ async def _empty_outbox(sessions: async_sessionmaker[AsyncSession], storage: Sto
     while True:
         async with reading(sessions) as session:
             keys = await TombstoneRepository(session).due(now=now, after=after, limit=OUTBOX_BATCH)
-        done = [key for key in keys if await _try(storage.abandon, key)]
-        async with transaction(sessions) as session:
-            await TombstoneRepository(session).remove(done)
-        deleted += len(done)
-        metrics.SWEPT_TOMBSTONES.inc(len(done))
+        done = await _abandon(sessions, storage, keys)
+        deleted += done
+        metrics.SWEPT_TOMBSTONES.inc(done)
         if len(keys) < OUTBOX_BATCH:
             return deleted
         after = keys[-1]
+
+
+async def _abandon(sessions: async_sessionmaker[AsyncSession], storage: Storage, keys: Sequence[str]) -> int:
+    """Remove what each tombstoned key holds, then the tombstones of those removed (one short transaction); how
+    many. A key the storage failed on keeps its tombstone for the next pass."""
+    done = [key for key in keys if await _try(storage.abandon, key)]
+    async with transaction(sessions) as session:
+        await TombstoneRepository(session).remove(done)
+    return len(done)
 
 
 async def _safety_net(

@@ -137,8 +137,7 @@ class IntentRepository:
             .returning(UploadIntent.storage_key)
         )
         keys = (await self.session.execute(stmt)).scalars().all()
-        for key in keys:
-            await TombstoneRepository(self.session).add(key, due_at=now)
+        await TombstoneRepository(self.session).add(*keys, due_at=now)
         return keys
 
 
@@ -148,8 +147,11 @@ class TombstoneRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, key: str, *, due_at: datetime) -> None:
-        await self.session.execute(insert(BlobTombstone).values(storage_key=key, due_at=due_at))
+    async def add(self, *keys: str, due_at: datetime) -> None:
+        """Tombstone `keys`, in one statement however many."""
+        if keys:
+            rows = [{"storage_key": key, "due_at": due_at} for key in keys]
+            await self.session.execute(insert(BlobTombstone).values(rows))
 
     async def due(self, *, now: datetime, after: str, limit: int) -> Sequence[str]:
         """Keys (above `after`, in order) of blobs due for removal."""

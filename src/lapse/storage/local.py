@@ -33,9 +33,12 @@ class LocalStorage:
             raise ValueError(f"bad storage key {key!r}")
         return self.root / key[:2] / key
 
+    def _temp_path(self, key: str) -> Path:
+        """Where an upload under `key` is written until it is complete."""
+        return self.path(key).with_name(TEMP_PREFIX + key)
+
     async def put(self, key: str, chunks: AsyncIterable[bytes], *, max_size: int) -> StoredBlob:
-        final = self.path(key)
-        temp = final.with_name(TEMP_PREFIX + key)
+        final, temp = self.path(key), self._temp_path(key)
         try:
             file = await anyio.to_thread.run_sync(_open_new, temp)
             try:
@@ -78,16 +81,14 @@ class LocalStorage:
         await anyio.to_thread.run_sync(self.io.close)
 
     async def delete(self, key: str) -> None:
-        path = self.path(key.removeprefix(TEMP_PREFIX))
-        target = path if not key.startswith(TEMP_PREFIX) else path.with_name(key)
+        path = self.path(key)
         try:
-            await anyio.to_thread.run_sync(lambda: target.unlink(missing_ok=True))
+            await anyio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
         except OSError as exc:  # the sweeper keeps the tombstone and tries again
             raise _storage_error(exc) from exc
 
     async def abandon(self, key: str) -> None:
-        final = self.path(key)
-        temp = final.with_name(TEMP_PREFIX + key)
+        final, temp = self.path(key), self._temp_path(key)
 
         def remove() -> None:
             temp.unlink(missing_ok=True)

@@ -23,13 +23,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-import aiohttp
 import anyio.to_thread
-from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lapse.db.session import transaction
-from lapse.errors import TooLarge, Unavailable
+from lapse.errors import TooLarge
 from lapse.files.repository import FileRepository
 from lapse.pagination import encode_cursor
 from lapse.storage.local import LocalStorage
@@ -100,7 +98,7 @@ async def copy_all(
     """Copy what the bucket lacks. A store failure (Unavailable) stops the run: rerunning resumes it."""
     report = Report()
     async for blob in blobs(sessions):
-        there = await object_size(target, blob.key)
+        there = await target.size(blob.key)
         if there == blob.size:
             if not verify or await _object_sha256(target, blob) == blob.sha256:
                 report.skipped += 1
@@ -140,22 +138,6 @@ async def copy_all(
         report.copied += 1
         report.copied_bytes += blob.size
     return report
-
-
-async def object_size(target: S3Storage, key: str) -> int | None:
-    """The size of the object under `key`, or None when there is none. (Storage.stat cannot tell a missing
-    object from a failing store: both are Unavailable there, which is right for a download but not here.)"""
-    client = await target.client()
-    try:
-        head = await client.head_object(Bucket=target.bucket, Key=target.prefix + key)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise Unavailable(f"The bucket refused to say whether {key} is there ({exc}).") from exc
-    except (BotoCoreError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise Unavailable(f"The store did not answer ({type(exc).__name__}: {exc}).") from exc
-    size: int = head["ContentLength"]
-    return size
 
 
 async def _object_sha256(target: S3Storage, blob: Blob) -> str:

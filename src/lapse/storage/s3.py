@@ -120,6 +120,20 @@ class S3Storage:
                 data = await body.read()
         return BlobStat(size=size, body=data if len(data) == size else None)
 
+    async def size(self, key: str) -> int | None:
+        """The object's size, or None when there is none: `stat` answers Unavailable for both, right for a
+        download, not for a copy that must tell a missing object from a failing store."""
+        client = await self.client()
+        async with _translated("size", key, log=False):  # the caller reports it
+            try:
+                head = await client.head_object(Bucket=self.bucket, Key=self._key(key))
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    return None
+                raise
+        size: int = head["ContentLength"]
+        return size
+
     async def open(self, key: str) -> "S3Blob":
         client = await self.client()
         async with _translated("open", key):  # before counting: a missing object is refused here
@@ -349,7 +363,7 @@ class _Upload:
 
     async def _abort(self, client: "S3Client") -> None:
         try:
-            await client.abort_multipart_upload(Bucket=self.storage.bucket, Key=self.key, UploadId=str(self.upload_id))
+            await self.storage._abort_upload(client, self.key, str(self.upload_id))
         except _STORE_ERRORS:
             logger.warning("storage.s3.abort_failed", extra={"key": self.key}, exc_info=True)
 

@@ -98,7 +98,13 @@ class GrantSigner:
         self._signer = purpose_signer(server_secret, "grant")
 
     def sign(self, link_id: str, expires_at: datetime) -> str:
+        """A grant for the link that ends at `ends(expires_at)`."""
         return self._signer.sign(link_id, str(int(expires_at.timestamp())))
+
+    @staticmethod
+    def ends(expires_at: datetime) -> datetime:
+        """When a grant signed to expire at `expires_at` ends: the grant carries whole seconds."""
+        return datetime.fromtimestamp(int(expires_at.timestamp()), UTC)
 
     def verify(self, grant: str, *, link_id: str, now: datetime) -> bool:
         return self.valid_until(grant, link_id=link_id, now=now) is not None

@@ -16,7 +16,7 @@ api.download (the framework's route), api.fast_download (in front of the framewo
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
 from starlette.datastructures import Headers
@@ -306,11 +306,11 @@ class Downloads:
         return None
 
     def _url_until(self, target: Target, now: datetime) -> datetime:
-        """A presigned URL never outlives the grant the client holds, or the one it is about to get (signed to the
-        whole second, as `_spend` will sign it): a resume comes back for a new one."""
+        """A presigned URL never outlives the grant the client holds, or the one `_spend` is about to sign: a
+        resume comes back for a new one."""
         if target.granted_until is not None:
             return target.granted_until
-        return datetime.fromtimestamp(int((now + self.grant_ttl).timestamp()), UTC)
+        return self.grants.ends(now + self.grant_ttl)
 
 
 def _store_may_judge_differently(headers: Headers) -> bool:

@@ -181,7 +181,7 @@ def download(
         _Store() as store,
     ):
         link = _Link(http, url, ask_password)
-        head = link.open("HEAD", _grant_header(found[1] if found else None))
+        head = link.open("HEAD", _grant_header(found[1].grant if found else None))
         head.read()  # nothing to read, but a response read to its end leaves its connection for the GET
         head.close()
         size = _integer(head.headers.get("content-length"))
@@ -220,8 +220,8 @@ def _find_partial(output: Path | None, url: str) -> tuple[Path, PartialState] | 
     return partial.find(output or Path.cwd(), url)
 
 
-def _grant_header(state: PartialState | None) -> dict[str, str]:
-    return {"Lapse-Grant": state.grant} if state is not None else {}
+def _grant_header(grant: str | None) -> dict[str, str]:
+    return {"Lapse-Grant": grant} if grant else {}
 
 
 def _integer(value: str | None) -> int | None:
@@ -306,7 +306,7 @@ def _fetch(
     for _ in range(STORE_TRIES):
         # No If-Range: Lapse serves such a request itself rather than redirect it (the store ignores If-Range).
         # The partial bytes were kept only because the state's ETag is the link's, and the sha256 is checked.
-        headers = ({"Lapse-Grant": grant} if grant else {}) | ({"Range": f"bytes={offset}-"} if offset else {})
+        headers = _grant_header(grant) | ({"Range": f"bytes={offset}-"} if offset else {})
         answer = link.open("GET", headers)
         if new_grant := answer.headers.get("lapse-grant"):  # this GET redeemed: keep its grant before any byte
             grant, spent = new_grant, True
